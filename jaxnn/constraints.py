@@ -1,0 +1,199 @@
+"""Weight constraints by Keras name: pure projections `w -> w` applied after each update.
+
+Norms are taken over `axis` (Keras default 0: for a Dense kernel of shape
+(in, out) that is one norm per output unit). As in Keras, the rescaling divides
+by `norm + 1e-7`, so a column already inside the bounds is multiplied by
+`norm / (norm + 1e-7)`: unchanged up to about 1e-7 relative.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxnn.errors import JaxnnError
+
+Constraint = Callable[[jax.Array], jax.Array]
+Axis = int | tuple[int, ...]
+
+# Keras' backend.epsilon(), added to the norm in the denominator.
+_EPSILON = 1e-7
+
+
+def _check_number(owner: str, name: str, value: Any, low: float = 0.0, high: float = math.inf) -> float:
+  """Returns `value` as a float after checking it is a finite number in [low, high]."""
+  if (
+      not isinstance(value, numbers.Real)
+      or isinstance(value, bool)
+      or not math.isfinite(value)
+      or not low <= value <= high
+  ):
+    bounds = f">= {low}" if high == math.inf else f"in [{low}, {high}]"
+    raise JaxnnError(f"{owner} {name}: expected a finite number {bounds}; got {value!r}")
+  return float(value)
+
+
+def _check_axis(owner: str, axis: Any) -> Axis:
+  """Returns `axis` as an int or a tuple of ints (hashable), or raises."""
+  if isinstance(axis, Sequence) and not isinstance(axis, str):
+    axis = tuple(axis)
+    if axis and all(isinstance(a, int) and not isinstance(a, bool) for a in axis):
+      return axis
+  elif isinstance(axis, int) and not isinstance(axis, bool):
+    return axis
+  raise JaxnnError(f"{owner} axis: expected an int or a non-empty sequence of ints; got {axis!r}")
+
+
+def _norms(w: jax.Array, axis: Axis) -> jax.Array:
+  """L2 norms of `w` over `axis`, kept broadcastable against `w`."""
+  return jnp.sqrt(jnp.sum(jnp.square(w), axis=axis, keepdims=True))
+
+
+@dataclasses.dataclass(frozen=True)
+class MaxNorm:
+  """Rescales slices whose L2 norm over `axis` exceeds `max_value` (Keras defaults 2.0, axis 0)."""
+
+  max_value: float = 2.0
+  axis: Axis = 0
+
+  def __post_init__(self):
+    object.__setattr__(self, "max_value", _check_number("MaxNorm", "max_value", self.max_value))
+    object.__setattr__(self, "axis", _check_axis("MaxNorm", self.axis))
+
+  def __call__(self, w: jax.Array) -> jax.Array:
+    norms = _norms(w, self.axis)
+    desired = jnp.clip(norms, 0.0, self.max_value)
+    return w * (desired / (_EPSILON + norms))
+
+
+@dataclasses.dataclass(frozen=True)
+class NonNeg:
+  """Zeroes negative entries."""
+
+  def __call__(self, w: jax.Array) -> jax.Array:
+    return w * (w >= 0).astype(w.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class UnitNorm:
+  """Scales slices to unit L2 norm over `axis` (Keras default 0)."""
+
+  axis: Axis = 0
+
+  def __post_init__(self):
+    object.__setattr__(self, "axis", _check_axis("UnitNorm", self.axis))
+
+  def __call__(self, w: jax.Array) -> jax.Array:
+    return w / (_EPSILON + _norms(w, self.axis))
+
+
+@dataclasses.dataclass(frozen=True)
+class MinMaxNorm:
+  """Moves slice norms over `axis` toward [min_value, max_value] by a fraction `rate`.
+
+  The new norm is `rate * clip(norm, min_value, max_value) + (1 - rate) * norm`
+  (Keras defaults 0.0, 1.0, rate 1.0, axis 0); rate 1.0 is a strict projection.
+  """
+
+  min_value: float = 0.0
+  max_value: float = 1.0
+  rate: float = 1.0
+  axis: Axis = 0
+
+  def __post_init__(self):
+    min_value = _check_number("MinMaxNorm", "min_value", self.min_value)
+    max_value = _check_number("MinMaxNorm", "max_value", self.max_value, low=min_value)
+    object.__setattr__(self, "min_value", min_value)
+    object.__setattr__(self, "max_value", max_value)
+    object.__setattr__(self, "rate", _check_number("MinMaxNorm", "rate", self.rate, high=1.0))
+    object.__setattr__(self, "axis", _check_axis("MinMaxNorm", self.axis))
+
+  def __call__(self, w: jax.Array) -> jax.Array:
+    norms = _norms(w, self.axis)
+    desired = self.rate * jnp.clip(norms, self.min_value, self.max_value) + (1 - self.rate) * norms
+    return w * (desired / (_EPSILON + norms))
+
+
+_REGISTRY: dict[str, type] = {
+    "max_norm": MaxNorm,
+    "min_max_norm": MinMaxNorm,
+    "non_neg": NonNeg,
+    "unit_norm": UnitNorm,
+}
+_NAMES = {cls: name for name, cls in _REGISTRY.items()}
+# Keras class names ("MaxNorm") resolve too.
+_ALIASES = {cls.__name__: name for name, cls in _REGISTRY.items()}
+
+
+def names() -> list[str]:
+  """Sorted canonical constraint names accepted by `get`."""
+  return sorted(_REGISTRY)
+
+
+def get(identifier: str | Mapping[str, Any] | Constraint | None) -> Constraint | None:
+  """Resolves a constraint.
+
+  Args:
+    identifier: a Keras name ("max_norm", "NonNeg") built with Keras' defaults,
+      a dict as written by `serialize` ({"name": "max_norm", "max_value": 3.0}),
+      a callable `w -> w` (returned as is), or None (no constraint; returns None).
+
+  Returns:
+    A hashable projection `w -> w`, or None.
+
+  Raises:
+    JaxnnError: unknown name, bad or unknown argument, or unsupported type.
+  """
+  if identifier is None:
+    return None
+  if isinstance(identifier, str):
+    name, kwargs = identifier, {}
+  elif isinstance(identifier, Mapping):
+    kwargs = dict(identifier)
+    name = kwargs.pop("name", None)
+    if not isinstance(name, str):
+      raise JaxnnError(f"constraint: expected a dict with a 'name' string; got {identifier!r}")
+  elif callable(identifier):
+    return identifier
+  else:
+    raise JaxnnError(
+        f"constraint: expected a name, a dict, a callable or None; "
+        f"got {type(identifier).__name__} {identifier!r}"
+    )
+  canonical = _ALIASES.get(name, name)
+  if canonical not in _REGISTRY:
+    raise JaxnnError(f"constraint: expected one of {names()}; got {name!r}")
+  cls = _REGISTRY[canonical]
+  valid = sorted(f.name for f in dataclasses.fields(cls))
+  unknown = sorted(set(kwargs) - set(valid))
+  if unknown:
+    raise JaxnnError(f"constraint {canonical!r}: expected arguments among {valid}; got {unknown}")
+  return cls(**kwargs)
+
+
+def serialize(constraint: Constraint | None) -> str | dict[str, Any] | None:
+  """Readable form for summaries and results.json; `get(serialize(c)) == c` for built-ins.
+
+  Args:
+    constraint: a constraint from `get`, any callable, or None.
+
+  Returns:
+    The bare name for argument-free constraints ("non_neg"), a dict with the
+    arguments otherwise ({"name": "max_norm", "max_value": 2.0, "axis": 0}), a
+    foreign callable's `__name__`, or None.
+  """
+  if constraint is None:
+    return None
+  name = _NAMES.get(type(constraint))
+  if name is None:
+    return getattr(constraint, "__name__", repr(constraint))
+  config = {f.name: getattr(constraint, f.name) for f in dataclasses.fields(constraint)}
+  # Tuples become lists so that the dict round-trips through JSON unchanged.
+  config = {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}
+  return {"name": name, **config} if config else name

@@ -1,0 +1,243 @@
+"""Layers as frozen configs with pure `init` / `apply`.
+
+A layer holds no arrays. `init(key, input_shape)` returns `(params, output_shape)` with params a plain
+dict (empty for layers without weights); `apply(params, x, *, training, key)` is a pure function of its
+arguments. Shapes exclude the batch axis. Configs are hashable, so a model can be a static jit argument.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from jaxnn import activations
+from jaxnn import constraints
+from jaxnn import initializers
+from jaxnn import regularizers
+from jaxnn.errors import JaxnnError
+
+Array = jax.Array
+Params = dict[str, Any]
+Shape = tuple[int, ...]
+
+
+def _check_positive_int(layer: str, arg: str, value: Any) -> None:
+  if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    raise JaxnnError(f"{layer}: {arg} must be a positive int, got {value!r}")
+
+
+class Layer:
+  """Base class: a layer without parameters, penalties or constraints."""
+
+  stochastic = False  # Whether `apply(training=True)` needs a key.
+
+  @property
+  def kind(self) -> str:
+    """Snake-case layer type, used for parameter names (`dense_0`)."""
+    name = type(self).__name__
+    return "".join("_" + c.lower() if c.isupper() and i else c.lower() for i, c in enumerate(name))
+
+  def init(self, key: Array, input_shape: Shape) -> tuple[Params, Shape]:
+    del key
+    return {}, self.output_shape(input_shape)
+
+  def output_shape(self, input_shape: Shape) -> Shape:
+    return tuple(input_shape)
+
+  def apply(self, params: Params, x: Array, *, training: bool = False, key: Array | None = None) -> Array:
+    raise NotImplementedError
+
+  def regularization(self, params: Params) -> Array:
+    """Weight penalty added to the training loss (kernel and bias regularizers)."""
+    del params
+    return jnp.zeros((), jnp.float32)
+
+  def activity_penalty(self, outputs: Array) -> Array:
+    """Penalty on this layer's outputs, per example (Keras divides by the batch size)."""
+    del outputs
+    return jnp.zeros((), jnp.float32)
+
+  def constrain(self, params: Params) -> Params:
+    """Projection applied to the params after each optimizer update."""
+    return params
+
+  def trainable(self, params: Params) -> dict[str, bool]:
+    """Which of this layer's params the optimizer may change."""
+    return {k: True for k in params}
+
+  def config(self) -> dict[str, Any]:
+    """Readable config for summaries and results.json."""
+    out = {}
+    for f in dataclasses.fields(self):  # type: ignore[arg-type]
+      value = getattr(self, f.name)
+      if value is None or value == f.default:
+        continue
+      out[f.name] = _serialize(f.name, value)
+    return out
+
+
+def _serialize(field: str, value: Any) -> Any:
+  """Readable form of a config value; names are resolved so defaults show (`l2` -> {"name": "l2", "l2": 0.01})."""
+  for suffix, module in (("activation", activations), ("_initializer", initializers),
+                         ("_regularizer", regularizers), ("_constraint", constraints)):
+    if field.endswith(suffix):
+      return module.serialize(module.get(value))
+  if isinstance(value, tuple):
+    return list(value)
+  return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Dense(Layer):
+  """Densely connected layer: `activation(x @ kernel + bias)`, Keras arguments.
+
+  With `lora_rank`, the base kernel is frozen and a trainable low-rank update is learned:
+  `kernel + (lora_alpha / lora_rank) * lora_a @ lora_b`, with `lora_a` He-uniform and `lora_b` zeros
+  (so training starts from the base layer), `lora_alpha` defaulting to the rank, as in Keras.
+  """
+
+  units: int
+  activation: Any = None
+  use_bias: bool = True
+  kernel_initializer: Any = "glorot_uniform"
+  bias_initializer: Any = "zeros"
+  kernel_regularizer: Any = None
+  bias_regularizer: Any = None
+  activity_regularizer: Any = None
+  kernel_constraint: Any = None
+  bias_constraint: Any = None
+  lora_rank: int | None = None
+  lora_alpha: float | None = None
+
+  def __post_init__(self):
+    _check_positive_int("Dense", "units", self.units)
+    if self.lora_rank is not None:
+      _check_positive_int("Dense", "lora_rank", self.lora_rank)
+    # Resolve every name now so a typo fails at construction, listing the valid names.
+    activations.get(self.activation)
+    initializers.get(self.kernel_initializer)
+    initializers.get(self.bias_initializer)
+    for reg in (self.kernel_regularizer, self.bias_regularizer, self.activity_regularizer):
+      regularizers.get(reg)
+    for con in (self.kernel_constraint, self.bias_constraint):
+      constraints.get(con)
+
+  def output_shape(self, input_shape: Shape) -> Shape:
+    if len(input_shape) < 1:
+      raise JaxnnError(f"Dense({self.units}): expected inputs with a feature axis, got shape {input_shape}")
+    return (*input_shape[:-1], self.units)
+
+  def init(self, key: Array, input_shape: Shape) -> tuple[Params, Shape]:
+    out_shape = self.output_shape(input_shape)
+    fan_in = input_shape[-1]
+    k_kernel, k_bias, k_lora = jax.random.split(key, 3)
+    params = {"kernel": initializers.get(self.kernel_initializer)(k_kernel, (fan_in, self.units), jnp.float32)}
+    if self.use_bias:
+      params["bias"] = initializers.get(self.bias_initializer)(k_bias, (self.units,), jnp.float32)
+    if self.lora_rank is not None:
+      params["lora_a"] = initializers.get("he_uniform")(k_lora, (fan_in, self.lora_rank), jnp.float32)
+      params["lora_b"] = jnp.zeros((self.lora_rank, self.units), jnp.float32)
+    return params, out_shape
+
+  def kernel(self, params: Params) -> Array:
+    """The effective kernel (base plus the scaled LoRA update when enabled)."""
+    if self.lora_rank is None:
+      return params["kernel"]
+    alpha = self.lora_rank if self.lora_alpha is None else self.lora_alpha
+    base = jax.lax.stop_gradient(params["kernel"])  # frozen: no gradient is even computed
+    return base + (alpha / self.lora_rank) * (params["lora_a"] @ params["lora_b"])
+
+  def apply(self, params, x, *, training=False, key=None):
+    del training, key
+    kernel = self.kernel(params)
+    if x.shape[-1] != kernel.shape[0]:
+      raise JaxnnError(
+          f"Dense({self.units}): expected inputs with last axis {kernel.shape[0]}, got shape {tuple(x.shape)}")
+    y = x @ kernel
+    if self.use_bias:
+      y = y + params["bias"]
+    return activations.get(self.activation)(y)
+
+  def regularization(self, params):
+    total = jnp.zeros((), jnp.float32)
+    kernel_reg = regularizers.get(self.kernel_regularizer)
+    if kernel_reg is not None:
+      total = total + kernel_reg(self.kernel(params))
+    bias_reg = regularizers.get(self.bias_regularizer)
+    if bias_reg is not None and self.use_bias:
+      total = total + bias_reg(params["bias"])
+    return total
+
+  def activity_penalty(self, outputs):
+    reg = regularizers.get(self.activity_regularizer)
+    if reg is None:
+      return jnp.zeros((), jnp.float32)
+    return reg(outputs) / outputs.shape[0]
+
+  def constrain(self, params):
+    params = dict(params)
+    kernel_con = constraints.get(self.kernel_constraint)
+    if kernel_con is not None and self.lora_rank is None:
+      params["kernel"] = kernel_con(params["kernel"])
+    bias_con = constraints.get(self.bias_constraint)
+    if bias_con is not None and self.use_bias:
+      params["bias"] = bias_con(params["bias"])
+    return params
+
+  def trainable(self, params):
+    return {k: not (k == "kernel" and self.lora_rank is not None) for k in params}
+
+
+@dataclasses.dataclass(frozen=True)
+class Dropout(Layer):
+  """Sets a fraction `rate` of inputs to zero while training, scaling the rest by 1 / (1 - rate).
+
+  `rate` is the fraction *dropped* (Keras' meaning). Identity at inference.
+  """
+
+  rate: float
+  stochastic = True
+
+  def __post_init__(self):
+    if isinstance(self.rate, bool) or not isinstance(self.rate, (int, float)) or not 0.0 <= self.rate < 1.0:
+      raise JaxnnError(f"Dropout: rate must be a float in [0, 1), got {self.rate!r}")
+
+  def apply(self, params, x, *, training=False, key=None):
+    del params
+    if not training or self.rate == 0.0:
+      return x
+    if key is None:
+      raise JaxnnError("Dropout: training=True needs a PRNG key (pass key=... to apply)")
+    keep = jax.random.bernoulli(key, 1.0 - self.rate, x.shape)
+    return jnp.where(keep, x / (1.0 - self.rate), jnp.zeros_like(x))
+
+
+@dataclasses.dataclass(frozen=True)
+class Flatten(Layer):
+  """Flattens every axis but the batch axis."""
+
+  def output_shape(self, input_shape):
+    return (math.prod(input_shape),)
+
+  def apply(self, params, x, *, training=False, key=None):
+    del params, training, key
+    return x.reshape(x.shape[0], -1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Activation(Layer):
+  """Applies an activation function by name."""
+
+  activation: Any
+
+  def __post_init__(self):
+    activations.get(self.activation)
+
+  def apply(self, params, x, *, training=False, key=None):
+    del params, training, key
+    return activations.get(self.activation)(x)
+

@@ -1,0 +1,157 @@
+"""Sequential composition of layers, and its summary."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnn.errors import JaxnnError
+from jaxnn.layers import Layer
+
+Array = jax.Array
+Params = dict[str, Any]
+Shape = tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Sequential:
+  """A stack of layers applied in order, as a frozen (hashable) config with pure init / apply.
+
+  Params are a plain dict keyed by layer name (`dense_0`, `dense_1`, `dropout_0` ...: the layer type and
+  its index among layers of that type); layers without weights have no entry.
+
+  Example:
+    >>> model = Sequential([Dense(128, activation="relu"), Dropout(0.2), Dense(10, activation="softmax")])
+    >>> params = model.init(jax.random.key(0), (784,))
+    >>> probs = model.apply(params, x_BxD)
+  """
+
+  layers: tuple[Layer, ...]
+  name: str = "sequential"
+
+  def __init__(self, layers: Sequence[Layer], name: str = "sequential"):
+    layers = tuple(layers)
+    if not layers:
+      raise JaxnnError("Sequential: expected at least one layer, got none")
+    for i, layer in enumerate(layers):
+      if not isinstance(layer, Layer):
+        raise JaxnnError(f"Sequential: layer {i} must be a jaxnn layer, got {type(layer).__name__}")
+    object.__setattr__(self, "layers", layers)
+    object.__setattr__(self, "name", name)
+
+  @property
+  def layer_names(self) -> tuple[str, ...]:
+    counts: dict[str, int] = {}
+    names = []
+    for layer in self.layers:
+      index = counts.get(layer.kind, 0)
+      counts[layer.kind] = index + 1
+      names.append(f"{layer.kind}_{index}")
+    return tuple(names)
+
+  @property
+  def stochastic(self) -> bool:
+    """Whether training needs a PRNG key (dropout, ...)."""
+    return any(layer.stochastic for layer in self.layers)
+
+  def output_shapes(self, input_shape: Shape) -> list[Shape]:
+    """Each layer's output shape (batch axis excluded) for inputs of `input_shape`."""
+    shape = _check_shape(input_shape)
+    shapes = []
+    for layer in self.layers:
+      shape = layer.output_shape(shape)
+      shapes.append(shape)
+    return shapes
+
+  def init(self, key: Array, input_shape: Sequence[int]) -> Params:
+    """Initial params for inputs of `input_shape` (batch axis excluded)."""
+    shape = _check_shape(input_shape)
+    params = {}
+    for i, (name, layer) in enumerate(zip(self.layer_names, self.layers)):
+      layer_params, shape = layer.init(jax.random.fold_in(key, i), shape)
+      if layer_params:
+        params[name] = layer_params
+    return params
+
+  def apply_with_penalty(
+      self, params: Params, x: Array, *, training: bool = False, key: Array | None = None
+  ) -> tuple[Array, Array]:
+    """Forward pass returning `(outputs, activity_penalty)`; the penalty is 0 without activity regularizers."""
+    if training and key is None and self.stochastic:
+      raise JaxnnError(f"{self.name}: training=True with dropout needs a PRNG key (pass key=...)")
+    penalty = jnp.zeros((), jnp.float32)
+    for i, (name, layer) in enumerate(zip(self.layer_names, self.layers)):
+      layer_key = None if key is None else jax.random.fold_in(key, i)
+      x = layer.apply(params.get(name, {}), x, training=training, key=layer_key)
+      penalty = penalty + layer.activity_penalty(x)
+    return x, penalty
+
+  def apply(self, params: Params, x: Array, *, training: bool = False, key: Array | None = None) -> Array:
+    """Forward pass: the model's outputs for a batch `x`."""
+    return self.apply_with_penalty(params, x, training=training, key=key)[0]
+
+  def regularization(self, params: Params) -> Array:
+    """Sum of every layer's weight penalty."""
+    total = jnp.zeros((), jnp.float32)
+    for name, layer in zip(self.layer_names, self.layers):
+      if name in params:
+        total = total + layer.regularization(params[name])
+    return total
+
+  def constrain(self, params: Params) -> Params:
+    """Applies every layer's constraints (after an optimizer update)."""
+    return {name: layer.constrain(params[name])
+            for name, layer in zip(self.layer_names, self.layers) if name in params}
+
+  def trainable_mask(self, params: Params) -> dict[str, dict[str, bool]]:
+    """Pytree of bools, same structure as params: False for frozen arrays (a LoRA base kernel)."""
+    return {name: layer.trainable(params[name])
+            for name, layer in zip(self.layer_names, self.layers) if name in params}
+
+  def summary(self, input_shape: Sequence[int], params: Params | None = None) -> str:
+    """Keras-style table: layer, output shape, parameter count (trainable and frozen)."""
+    if params is None:
+      params = jax.eval_shape(lambda: self.init(jax.random.key(0), input_shape))
+    rows = [("Layer (type)", "Output Shape", "Param #")]
+    total = trainable = 0
+    for name, layer, shape in zip(self.layer_names, self.layers, self.output_shapes(input_shape)):
+      layer_params = params.get(name, {})
+      mask = layer.trainable(layer_params)
+      count = sum(math.prod(v.shape) for v in layer_params.values())
+      trainable += sum(math.prod(v.shape) for k, v in layer_params.items() if mask[k])
+      total += count
+      rows.append((f"{name} ({type(layer).__name__})", str((None, *shape)), f"{count:,}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    rule = "-" * (sum(widths) + 4)
+    lines = [f'Model: "{self.name}"', rule]
+    for j, row in enumerate(rows):
+      lines.append(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:>{widths[2]}}")
+      if j == 0:
+        lines.append(rule)
+    lines += [rule, f"Total params: {total:,}", f"Trainable params: {trainable:,}",
+              f"Non-trainable params: {total - trainable:,}"]
+    return "\n".join(lines)
+
+  def count_params(self, params: Params) -> int:
+    return sum(int(np.size(v)) for v in jax.tree_util.tree_leaves(params))
+
+  def config(self) -> dict[str, Any]:
+    """Readable description of the architecture for results.json."""
+    return {"name": self.name,
+            "layers": [{"name": n, "type": type(l).__name__, **l.config()}
+                       for n, l in zip(self.layer_names, self.layers)]}
+
+
+def _check_shape(input_shape: Sequence[int]) -> Shape:
+  try:
+    shape = tuple(int(d) for d in input_shape)
+  except (TypeError, ValueError):
+    raise JaxnnError(f"input_shape: expected a tuple of positive ints (batch axis excluded), got {input_shape!r}") from None
+  if not shape or any(d <= 0 for d in shape):
+    raise JaxnnError(f"input_shape: expected a tuple of positive ints (batch axis excluded), got {input_shape!r}")
+  return shape

@@ -1,0 +1,548 @@
+"""Optimizers by Keras name, built from optax: name / config -> `optax.GradientTransformation`.
+
+One function (`make`) builds clipping + optimizer + weight decay from a frozen
+`OptimizerConfig`, with Keras' default hyperparameters. Everything is wrapped
+in `optax.inject_hyperparams`, so the learning rate (and every other numeric
+hyperparameter) lives in the optimizer state: `opt_state.hyperparams` can be
+read for logging (`learning_rate_of`) or replaced by traced values in sweeps.
+
+Checked step by step against Keras 3 (jax backend): sgd (momentum, nesterov),
+rmsprop (momentum, centered), adagrad, adadelta, adamax and lion agree to float32
+rounding, and so do clipnorm, global_clipnorm, clipvalue and weight_decay. How,
+and where they differ:
+
+* adam / adamw: Keras adds `epsilon` to sqrt(v) before bias correction, optax
+  after; with eps = 1e-7 the steps differ by ~1e-6 relative.
+* nadam: Keras implements Dozat's momentum schedule (mu_t decaying with
+  0.96**(0.004 t)); optax.nadam is Adam with a Nesterov step. Same family,
+  not the same numbers; optax has no Keras-style Nadam to map onto.
+* sgd / rmsprop momentum with a schedule: Keras accumulates `lr * g`, optax
+  accumulates `g` and scales by the current lr; identical for a constant lr.
+  Momentum 0 builds no momentum buffer, as in Keras.
+* `weight_decay`: Keras 3 decays every optimizer's weights decoupled from the
+  gradient, w <- w - lr * wd * w. adamw and lion do this inside optax; for the
+  others jaxnn chains `optax.add_decayed_weights(-lr * wd)` after the step.
+* `clipnorm`: Keras clips each gradient array to the norm on its own; optax
+  has no per-array norm clip (`clip_by_block_rms` bounds the RMS, i.e. a
+  different norm per array size), so jaxnn applies `optax.clip_by_global_norm`
+  to each array separately. As in Keras, at most one of the three clips is set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import math
+import numbers
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import numpy as np
+import optax
+
+from jaxnn.errors import JaxnnError
+
+ScheduleFn = Callable[[jax.Array | int], jax.Array | float]
+LearningRate = float | jax.Array | ScheduleFn
+
+# ---------------------------------------------------------------------------------------------
+# Schedules
+# ---------------------------------------------------------------------------------------------
+
+
+def _constant(learning_rate: float) -> optax.Schedule:
+  return optax.constant_schedule(learning_rate)
+
+
+def _exponential_decay(
+    initial_learning_rate: float, decay_steps: int, decay_rate: float, staircase: bool = False
+) -> optax.Schedule:
+  # Keras: initial * decay_rate ** (step / decay_steps), floored exponent if staircase.
+  return optax.exponential_decay(initial_learning_rate, decay_steps, decay_rate, staircase=staircase)
+
+
+def _cosine_decay(
+    initial_learning_rate: float,
+    decay_steps: int,
+    alpha: float = 0.0,
+    warmup_target: float | None = None,
+    warmup_steps: int = 0,
+) -> optax.Schedule:
+  if warmup_target is None:
+    if warmup_steps:
+      # Keras silently ignores warmup_steps without a target; that is almost surely a mistake.
+      raise JaxnnError(
+          f"schedule 'cosine_decay' warmup_steps: needs warmup_target; got warmup_steps={warmup_steps}"
+      )
+    return optax.cosine_decay_schedule(initial_learning_rate, decay_steps, alpha=alpha)
+  # Keras counts decay_steps after the warmup and ends at warmup_target * alpha; optax's
+  # decay_steps is the whole length, warmup included.
+  return optax.warmup_cosine_decay_schedule(
+      initial_learning_rate,
+      warmup_target,
+      warmup_steps,
+      warmup_steps + decay_steps,
+      end_value=warmup_target * alpha,
+  )
+
+
+def _warmup_cosine_decay(
+    peak_learning_rate: float,
+    warmup_steps: int,
+    decay_steps: int,
+    initial_learning_rate: float = 0.0,
+    end_learning_rate: float = 0.0,
+) -> optax.Schedule:
+  # Same convention as cosine_decay: decay_steps counts the steps after the warmup.
+  return optax.warmup_cosine_decay_schedule(
+      initial_learning_rate,
+      peak_learning_rate,
+      warmup_steps,
+      warmup_steps + decay_steps,
+      end_value=end_learning_rate,
+  )
+
+
+def _piecewise_constant(boundaries: tuple[int, ...], values: tuple[float, ...]) -> optax.Schedule:
+  if len(values) != len(boundaries) + 1:
+    raise JaxnnError(
+        f"schedule 'piecewise_constant' values: expected len(boundaries) + 1 = {len(boundaries) + 1} "
+        f"values; got {len(values)}"
+    )
+  if any(not isinstance(b, int) or isinstance(b, bool) for b in boundaries) or list(boundaries) != sorted(
+      set(boundaries)
+  ):
+    raise JaxnnError(
+        f"schedule 'piecewise_constant' boundaries: expected strictly increasing ints; got {list(boundaries)}"
+    )
+  # Keras keeps values[i] while step <= boundaries[i]; join_schedules switches once step >= its
+  # boundary, hence b + 1. Joining constants (rather than optax.piecewise_constant_schedule's
+  # multiplicative scales) keeps zero values and exact floats.
+  return optax.join_schedules(
+      [optax.constant_schedule(v) for v in values], [b + 1 for b in boundaries]
+  )
+
+
+def _polynomial_decay(
+    initial_learning_rate: float,
+    decay_steps: int,
+    end_learning_rate: float = 0.0001,
+    power: float = 1.0,
+    cycle: bool = False,
+) -> optax.Schedule:
+  if cycle:
+    raise JaxnnError("schedule 'polynomial_decay' cycle: optax has no cycling polynomial schedule; got True")
+  return optax.polynomial_schedule(initial_learning_rate, end_learning_rate, power, decay_steps)
+
+
+def _linear_decay(
+    initial_learning_rate: float, decay_steps: int, end_learning_rate: float = 0.0
+) -> optax.Schedule:
+  return optax.linear_schedule(initial_learning_rate, end_learning_rate, decay_steps)
+
+
+_SCHEDULES: dict[str, Callable[..., optax.Schedule]] = {
+    "constant": _constant,
+    "cosine_decay": _cosine_decay,
+    "exponential_decay": _exponential_decay,
+    "linear_decay": _linear_decay,
+    "piecewise_constant": _piecewise_constant,
+    "polynomial_decay": _polynomial_decay,
+    "warmup_cosine_decay": _warmup_cosine_decay,
+}
+# Keras class names.
+_SCHEDULE_ALIASES = {
+    "CosineDecay": "cosine_decay",
+    "ExponentialDecay": "exponential_decay",
+    "PiecewiseConstantDecay": "piecewise_constant",
+    "PolynomialDecay": "polynomial_decay",
+}
+
+
+def schedule_names() -> list[str]:
+  """Sorted schedule names accepted by `schedule`."""
+  return sorted(_SCHEDULES)
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+  """A named learning-rate schedule: hashable config, callable as `step -> learning rate`.
+
+  Build with `schedule(name, **kwargs)`, which checks the arguments.
+  """
+
+  name: str
+  kwargs: tuple[tuple[str, Any], ...] = ()
+
+  @functools.cached_property
+  def _fn(self) -> optax.Schedule:
+    return _SCHEDULES[self.name](**dict(self.kwargs))
+
+  def __call__(self, step: jax.Array | int) -> jax.Array:
+    return self._fn(step)
+
+
+def schedule(name: str, **kwargs: Any) -> Schedule:
+  """Builds a learning-rate schedule with Keras' argument names and semantics.
+
+  Names and arguments (step counts from 0, the first update):
+    constant(learning_rate)
+    exponential_decay(initial_learning_rate, decay_steps, decay_rate, staircase=False):
+      initial * decay_rate ** (step / decay_steps), exponent floored if staircase.
+    cosine_decay(initial_learning_rate, decay_steps, alpha=0.0, warmup_target=None,
+      warmup_steps=0): Keras' CosineDecay; with a warmup_target, a linear warmup from
+      initial_learning_rate to warmup_target, then decay_steps of cosine to warmup_target * alpha.
+    warmup_cosine_decay(peak_learning_rate, warmup_steps, decay_steps, initial_learning_rate=0.0,
+      end_learning_rate=0.0): the same shape, ending at end_learning_rate.
+    piecewise_constant(boundaries, values): Keras' PiecewiseConstantDecay: values[0] while
+      step <= boundaries[0], values[i] while boundaries[i-1] < step <= boundaries[i], then values[-1].
+    polynomial_decay(initial_learning_rate, decay_steps, end_learning_rate=0.0001, power=1.0)
+    linear_decay(initial_learning_rate, decay_steps, end_learning_rate=0.0)
+
+  Args:
+    name: a schedule name above, or a Keras class name ("CosineDecay").
+    **kwargs: the schedule's arguments.
+
+  Returns:
+    A hashable `Schedule`, accepted wherever a learning rate is.
+
+  Raises:
+    JaxnnError: unknown name, missing, unknown or bad argument.
+  """
+  canonical = _SCHEDULE_ALIASES.get(name, name)
+  if canonical not in _SCHEDULES:
+    raise JaxnnError(f"schedule: expected one of {schedule_names()}; got {name!r}")
+  builder = _SCHEDULES[canonical]
+  params = inspect.signature(builder).parameters
+  unknown = sorted(set(kwargs) - set(params))
+  if unknown:
+    raise JaxnnError(f"schedule {canonical!r}: expected arguments among {sorted(params)}; got {unknown}")
+  missing = [p for p in params if params[p].default is inspect.Parameter.empty and p not in kwargs]
+  if missing:
+    raise JaxnnError(f"schedule {canonical!r}: missing required arguments {missing}")
+  for key, value in kwargs.items():
+    low = 1 if key == "decay_steps" else 0
+    if key.endswith("steps") and (not isinstance(value, int) or isinstance(value, bool) or value < low):
+      raise JaxnnError(f"schedule {canonical!r} {key}: expected an int >= {low}; got {value!r}")
+  # Lists (boundaries, values) become tuples so that the schedule stays hashable.
+  frozen = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items()))
+  result = Schedule(canonical, frozen)
+  try:
+    result(0)  # Builds the optax schedule now, so bad arguments fail here and not in training.
+  except JaxnnError:
+    raise
+  except (TypeError, ValueError) as e:
+    raise JaxnnError(f"schedule {canonical!r}: bad arguments {dict(frozen)}: {e}") from e
+  return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimizers
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Spec:
+  """How one Keras optimizer maps onto an optax alias."""
+
+  alias: Callable[..., optax.GradientTransformation]
+  learning_rate: float  # Keras' default.
+  defaults: Mapping[str, Any]  # Keras' defaults, under jaxnn's argument names.
+  renames: Mapping[str, str] = dataclasses.field(default_factory=dict)  # jaxnn name -> optax name.
+  weight_decay: float | None = None  # Keras' default.
+  decay_in_alias: bool = False  # The optax alias applies decoupled, lr-scaled decay itself.
+
+
+_ADAM_DEFAULTS = {"b1": 0.9, "b2": 0.999, "eps": 1e-7}
+_SPECS: dict[str, _Spec] = {
+    "adadelta": _Spec(optax.adadelta, 0.001, {"rho": 0.95, "eps": 1e-7}),
+    "adagrad": _Spec(optax.adagrad, 0.001, {"initial_accumulator_value": 0.1, "eps": 1e-7}),
+    "adam": _Spec(optax.adam, 0.001, _ADAM_DEFAULTS),
+    "adamax": _Spec(optax.adamax, 0.001, _ADAM_DEFAULTS),
+    "adamw": _Spec(optax.adamw, 0.001, _ADAM_DEFAULTS, weight_decay=0.004, decay_in_alias=True),
+    "lion": _Spec(optax.lion, 0.001, {"b1": 0.9, "b2": 0.99}, decay_in_alias=True),
+    "nadam": _Spec(optax.nadam, 0.001, _ADAM_DEFAULTS),
+    "rmsprop": _Spec(
+        optax.rmsprop,
+        0.001,
+        {"rho": 0.9, "eps": 1e-7, "momentum": 0.0, "centered": False},
+        renames={"rho": "decay"},
+    ),
+    "sgd": _Spec(optax.sgd, 0.01, {"momentum": 0.0, "nesterov": False}),
+}
+_CLIPS = ("clipnorm", "global_clipnorm", "clipvalue")
+# Keras' argument names, accepted as synonyms.
+_KWARG_ALIASES = {"beta_1": "b1", "beta_2": "b2", "epsilon": "eps"}
+# (low, high, low_inclusive, high_inclusive) for python-number hyperparameters; arrays
+# (traced values in sweeps) are not checked.
+_BOUNDS = {
+    "learning_rate": (0.0, math.inf, True, False),
+    "weight_decay": (0.0, math.inf, True, False),
+    "clipnorm": (0.0, math.inf, False, False),
+    "global_clipnorm": (0.0, math.inf, False, False),
+    "clipvalue": (0.0, math.inf, False, False),
+    "momentum": (0.0, 1.0, True, True),
+    "rho": (0.0, 1.0, True, True),
+    "b1": (0.0, 1.0, True, False),
+    "b2": (0.0, 1.0, True, False),
+    "eps": (0.0, math.inf, True, False),
+    "initial_accumulator_value": (0.0, math.inf, True, False),
+}
+
+
+def names() -> list[str]:
+  """Sorted optimizer names accepted by `get` and `OptimizerConfig`."""
+  return sorted(_SPECS)
+
+
+def _check_value(where: str, key: str, value: Any, default: Any) -> None:
+  """Raises JaxnnError if a python value is of the wrong kind or out of bounds."""
+  if isinstance(default, bool):
+    if not isinstance(value, bool):
+      raise JaxnnError(f"{where} {key}: expected a bool; got {value!r}")
+    return
+  if isinstance(value, (jax.Array, np.ndarray)) or (key == "learning_rate" and callable(value)):
+    return
+  if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value):
+    raise JaxnnError(f"{where} {key}: expected a finite number; got {value!r}")
+  low, high, low_in, high_in = _BOUNDS[key]
+  if not ((low <= value if low_in else low < value) and (value <= high if high_in else value < high)):
+    interval = f"{'[' if low_in else '('}{low}, {high}{']' if high_in else ')'}"
+    raise JaxnnError(f"{where} {key}: expected a number in {interval}; got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+  """Everything that defines an optimizer, as hashable static config.
+
+  Attributes:
+    name: an optimizer name (see `names()`); Keras class names ("RMSprop") are accepted.
+    learning_rate: a number, a `Schedule` or a callable `step -> lr`; None for Keras' default.
+    schedule: alternatively, the schedule (a `Schedule`, callable, or a dict
+      {"name": ..., **kwargs} for `schedule`); at most one of learning_rate and schedule.
+    clipnorm: clip each gradient array to this L2 norm (Keras' clipnorm).
+    global_clipnorm: clip all gradients together to this global L2 norm.
+    clipvalue: clip each gradient entry to [-clipvalue, clipvalue]. At most one clip is set, as in Keras.
+    weight_decay: decoupled decay w <- w - lr * weight_decay * w; None for Keras' default
+      (0.004 for adamw, none otherwise).
+    kwargs: optimizer-specific arguments as a dict or (key, value) pairs, stored as sorted
+      pairs: momentum, nesterov (sgd); b1, b2, eps (adam family; Keras' beta_1, beta_2,
+      epsilon also accepted); rho, eps, momentum, centered (rmsprop); rho, eps (adadelta);
+      initial_accumulator_value, eps (adagrad); b1, b2 (lion).
+  """
+
+  name: str = "adam"
+  learning_rate: LearningRate | None = None
+  schedule: ScheduleFn | Mapping[str, Any] | None = None
+  clipnorm: float | None = None
+  global_clipnorm: float | None = None
+  clipvalue: float | None = None
+  weight_decay: float | None = None
+  kwargs: Mapping[str, Any] | tuple[tuple[str, Any], ...] = ()
+
+  def __post_init__(self):
+    if not isinstance(self.name, str) or self.name.lower() not in _SPECS:
+      raise JaxnnError(f"optimizer: expected one of {names()}; got {self.name!r}")
+    name = self.name.lower()
+    object.__setattr__(self, "name", name)
+    where = f"optimizer {name!r}"
+    spec = _SPECS[name]
+
+    kwargs = dict(self.kwargs)
+    renamed = {_KWARG_ALIASES.get(k, k): v for k, v in kwargs.items()}
+    if len(renamed) != len(kwargs):
+      raise JaxnnError(f"{where}: expected each argument once; got both Keras and optax names in {sorted(kwargs)}")
+    unknown = sorted(set(renamed) - set(spec.defaults))
+    if unknown:
+      valid = sorted([*spec.defaults, *_CLIPS, "learning_rate", "schedule", "weight_decay"])
+      raise JaxnnError(f"{where}: expected arguments among {valid}; got unknown {unknown}")
+    for key, value in renamed.items():
+      _check_value(where, key, value, spec.defaults[key])
+    object.__setattr__(self, "kwargs", tuple(sorted(renamed.items())))
+
+    if isinstance(self.schedule, Mapping):
+      config = dict(self.schedule)
+      object.__setattr__(self, "schedule", schedule(config.pop("name", None), **config))
+    if self.schedule is not None:
+      if self.learning_rate is not None:
+        raise JaxnnError(
+            f"{where}: expected at most one of learning_rate and schedule; "
+            f"got learning_rate={self.learning_rate!r}, schedule={self.schedule!r}"
+        )
+      if not callable(self.schedule):
+        raise JaxnnError(f"{where} schedule: expected a Schedule, a callable or a dict; got {self.schedule!r}")
+    if self.learning_rate is not None:
+      _check_value(where, "learning_rate", self.learning_rate, None)
+    set_clips = {k: getattr(self, k) for k in _CLIPS if getattr(self, k) is not None}
+    if len(set_clips) > 1:
+      raise JaxnnError(f"{where}: expected at most one of {list(_CLIPS)}, as in Keras; got {set_clips}")
+    for key, value in set_clips.items():
+      _check_value(where, key, value, None)
+    if self.weight_decay is not None:
+      _check_value(where, "weight_decay", self.weight_decay, None)
+
+  def resolved(self) -> dict[str, Any]:
+    """All arguments `make` passes on, Keras defaults filled in."""
+    spec = _SPECS[self.name]
+    learning_rate = self.schedule if self.schedule is not None else self.learning_rate
+    weight_decay = spec.weight_decay if self.weight_decay is None else self.weight_decay
+    return {
+        "learning_rate": spec.learning_rate if learning_rate is None else learning_rate,
+        **spec.defaults,
+        **dict(self.kwargs),
+        "weight_decay": weight_decay,
+        **{k: getattr(self, k) for k in _CLIPS},
+    }
+
+
+def _clip_by_norm_per_array(max_norm: float | jax.Array) -> optax.GradientTransformation:
+  """Keras' clipnorm: optax's global-norm clip applied to each gradient array on its own."""
+  clip = optax.clip_by_global_norm(max_norm)
+
+  def update_fn(updates, state, params=None):
+    del params
+    return jax.tree.map(lambda g: clip.update(g, state)[0], updates), state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
+
+
+def _factory(name: str) -> Callable[..., optax.GradientTransformation]:
+  """The inner factory for `optax.inject_hyperparams`: clip, then optimizer, then decay."""
+  spec = _SPECS[name]
+
+  def build(**hp: Any) -> optax.GradientTransformation:
+    learning_rate, weight_decay = hp["learning_rate"], hp["weight_decay"]
+    core = {spec.renames.get(k, k): hp[k] for k in spec.defaults}
+    if spec.decay_in_alias:
+      tx = spec.alias(learning_rate, weight_decay=0.0 if weight_decay is None else weight_decay, **core)
+    else:
+      tx = spec.alias(learning_rate, **core)
+    parts = []
+    if hp["clipnorm"] is not None:
+      parts.append(_clip_by_norm_per_array(hp["clipnorm"]))
+    if hp["global_clipnorm"] is not None:
+      parts.append(optax.clip_by_global_norm(hp["global_clipnorm"]))
+    if hp["clipvalue"] is not None:
+      parts.append(optax.clip(hp["clipvalue"]))
+    parts.append(tx)
+    if weight_decay is not None and not spec.decay_in_alias:
+      # Keras 3's decoupled decay, w <- w - lr * wd * w; updates are added to params, hence the sign.
+      parts.append(optax.add_decayed_weights(-learning_rate * weight_decay))
+    return optax.chain(*parts) if len(parts) > 1 else tx
+
+  # inject_hyperparams reads the signature to split numeric hyperparameters (moved into the
+  # state) from static ones (bools, None); **hp alone would hide them all.
+  keys = ["learning_rate", *spec.defaults, "weight_decay", *_CLIPS]
+  build.__signature__ = inspect.Signature(
+      [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY) for k in keys]
+  )
+  return build
+
+
+def make(config: OptimizerConfig) -> optax.GradientTransformationExtraArgs:
+  """Builds the optimizer a config describes.
+
+  Args:
+    config: the optimizer's name and hyperparameters.
+
+  Returns:
+    An optax transformation from `optax.inject_hyperparams`: its state holds
+    the current learning rate as `opt_state.hyperparams["learning_rate"]`.
+  """
+  if not isinstance(config, OptimizerConfig):
+    raise JaxnnError(f"make config: expected an OptimizerConfig; got {type(config).__name__} {config!r}")
+  hp = config.resolved()
+  # Zero momentum or decay means none at all: no momentum buffer, no decay term, as in Keras.
+  for key in ("momentum", "weight_decay"):
+    if isinstance(hp.get(key), numbers.Real) and hp[key] == 0:
+      hp[key] = None
+  return optax.inject_hyperparams(_factory(config.name))(**hp)
+
+
+def get(
+    identifier: str | Mapping[str, Any] | OptimizerConfig | optax.GradientTransformation,
+    learning_rate: LearningRate | None = None,
+    **kwargs: Any,
+) -> optax.GradientTransformation:
+  """Resolves an optimizer.
+
+  Args:
+    identifier: a name ("adam", "SGD"), a dict {"name": ..., **arguments} as written
+      by `serialize`, an `OptimizerConfig`, or an optax transformation (returned as is).
+    learning_rate: a number, a `Schedule` or a callable; None for Keras' default.
+    **kwargs: `OptimizerConfig` fields (schedule, clipnorm, global_clipnorm, clipvalue,
+      weight_decay) and optimizer-specific arguments (momentum, b1, rho, ...).
+
+  Returns:
+    An optax transformation (see `make`).
+
+  Raises:
+    JaxnnError: unknown name, unknown or bad argument.
+  """
+  if isinstance(identifier, (OptimizerConfig, optax.GradientTransformation)):
+    if learning_rate is not None or kwargs:
+      given = sorted([*kwargs, *(["learning_rate"] if learning_rate is not None else [])])
+      raise JaxnnError(
+          f"optimizer: expected no extra arguments with a {type(identifier).__name__}; got {given}"
+      )
+    return make(identifier) if isinstance(identifier, OptimizerConfig) else identifier
+  if isinstance(identifier, Mapping):
+    config = dict(identifier)
+    name = config.pop("name", None)
+    if "learning_rate" in config:
+      if learning_rate is not None:
+        raise JaxnnError("optimizer: expected learning_rate once; got it in the dict and as an argument")
+      learning_rate = config.pop("learning_rate")
+    if isinstance(learning_rate, Mapping):
+      lr_config = dict(learning_rate)
+      learning_rate = schedule(lr_config.pop("name", None), **lr_config)
+    return get(name, learning_rate, **config, **kwargs)
+  if not isinstance(identifier, str):
+    raise JaxnnError(
+        f"optimizer: expected a name, a dict, an OptimizerConfig or an optax transformation; "
+        f"got {type(identifier).__name__} {identifier!r}"
+    )
+  fields = {f.name for f in dataclasses.fields(OptimizerConfig)} - {"name", "learning_rate", "kwargs"}
+  config_kwargs = {k: v for k, v in kwargs.items() if k in fields}
+  extra = {k: v for k, v in kwargs.items() if k not in fields}
+  return make(OptimizerConfig(identifier, learning_rate, **config_kwargs, kwargs=extra))
+
+
+def learning_rate_of(opt_state: Any) -> jax.Array | None:
+  """The learning rate held in an optimizer state from `make` / `get`.
+
+  Args:
+    opt_state: an optimizer state, possibly nested inside other optax states.
+
+  Returns:
+    The learning rate of the latest update (schedule(0) before any), from the
+    first `hyperparams["learning_rate"]` found; None if the state holds none.
+  """
+  found = optax.tree_utils.tree_get_all_with_path(opt_state, "learning_rate")
+  return found[0][1] if found else None
+
+
+def serialize(obj: OptimizerConfig | Schedule | Any) -> str | dict[str, Any]:
+  """Readable form for summaries and results.json.
+
+  Args:
+    obj: an `OptimizerConfig`, a `Schedule`, or anything else (a callable, an optax transformation).
+
+  Returns:
+    For a config, a dict of its name and every hyperparameter with Keras defaults
+    filled in (unset clips left out); for a schedule, {"name": ..., **arguments};
+    otherwise a short name.
+  """
+  if isinstance(obj, Schedule):
+    return {"name": obj.name, **{k: list(v) if isinstance(v, tuple) else v for k, v in obj.kwargs}}
+  if isinstance(obj, OptimizerConfig):
+    hp = obj.resolved()
+    out = {"name": obj.name}
+    for key, value in hp.items():
+      if value is None:
+        continue
+      out[key] = serialize(value) if callable(value) else value
+    return out
+  return getattr(obj, "__name__", type(obj).__name__)

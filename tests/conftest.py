@@ -1,0 +1,6 @@
+"""Test-wide settings: hermetic data loading (no network probe)."""
+
+import os
+
+# The suite never reaches for the network: `data.load("mnist")` goes straight to the embedded sample.
+os.environ.setdefault("JAXNN_OFFLINE", "1")

@@ -1,0 +1,278 @@
+"""fit / evaluate / predict: the three descents, masking, compile-once, weights, penalties, constraints, errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxnn import losses
+from jaxnn import optimizers
+from jaxnn import training
+from jaxnn.errors import JaxnnError
+from jaxnn.layers import Dense, Dropout
+from jaxnn.models import Sequential
+
+KEY = jax.random.key(0)
+
+
+def blobs(n=64, d=5, classes=3, seed=0):
+  """Linearly separable-ish Gaussian blobs."""
+  rng = np.random.default_rng(seed)
+  y = rng.integers(0, classes, n).astype(np.int32)
+  centers = rng.normal(0, 3, (classes, d))
+  x = (centers[y] + rng.normal(0, 1, (n, d))).astype(np.float32)
+  return x, y
+
+
+def softmax_regression(classes=3):
+  return Sequential([Dense(classes, activation="softmax")])
+
+
+def manual_sgd(model, params, batches, lr, loss="sparse_categorical_crossentropy"):
+  """Reference: plain optax SGD over the given batches, one step per batch."""
+  tx = optax.sgd(lr)
+  opt_state = tx.init(params)
+  loss = losses.get(loss)
+  for xb, yb in batches:
+    grads = jax.grad(lambda p: loss(yb, model.apply(p, xb)))(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+  return params
+
+
+def assert_trees_close(a, b, **kw):
+  for la, lb in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+    np.testing.assert_allclose(la, lb, **kw)
+
+
+@pytest.mark.parametrize("batch_size, steps, epochs", [(64, 1, 40), (16, 4, 10), (1, 64, 2)],
+                         ids=["batch", "minibatch", "stochastic"])
+def test_the_three_descents_learn(batch_size, steps, epochs):
+  x, y = blobs()
+  model = softmax_regression()
+  params = model.init(KEY, (5,))
+  sgd = optimizers.OptimizerConfig("sgd", learning_rate=0.1)
+  state, history = training.fit(model, params, x, y, loss="sparse_categorical_crossentropy", optimizer=sgd,
+                                metrics=["accuracy"], epochs=epochs, batch_size=batch_size, verbose=0)
+  assert int(state.step) == epochs * steps
+  assert history.params["steps"] == steps
+  assert history["loss"][-1] < history["loss"][0]
+  assert history["accuracy"][-1] > 0.8
+
+
+def test_batch_gradient_descent_equals_manual_full_batch_steps():
+  x, y = blobs(n=20)
+  model = softmax_regression()
+  params = model.init(KEY, (5,))
+  state, _ = training.fit(model, params, x, y, loss="sparse_categorical_crossentropy",
+                          optimizer=optax.sgd(0.1), epochs=3, batch_size=20, verbose=0)
+  expected = manual_sgd(model, params, [(x, y)] * 3, 0.1)
+  assert_trees_close(state.params, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_partial_last_batch_is_masked_not_dropped_or_recompiled():
+  x, y = blobs(n=10)
+  model = softmax_regression()
+  params = model.init(KEY, (5,))
+  state, history = training.fit(model, params, x, y, loss="sparse_categorical_crossentropy",
+                                optimizer=optax.sgd(0.5), epochs=1, batch_size=4, shuffle=False, verbose=0)
+  # Batches of 4, 4 and 2: the last one is a true mean over its 2 examples.
+  expected = manual_sgd(model, params, [(x[:4], y[:4]), (x[4:8], y[4:8]), (x[8:], y[8:])], 0.5)
+  assert_trees_close(state.params, expected, rtol=1e-5, atol=1e-6)
+  assert int(state.step) == 3
+
+
+def test_epoch_is_compiled_once_however_many_epochs(monkeypatch):
+  traces = []
+  original = training.train_step
+
+  def counting_step(*args, **kwargs):
+    traces.append(1)
+    return original(*args, **kwargs)
+
+  monkeypatch.setattr(training, "train_step", counting_step)
+  x, y = blobs()
+  model = softmax_regression()
+  params = model.init(KEY, (5,))
+  counts = []
+  for epochs in (1, 4):
+    traces.clear()
+    training.fit(model, params, x, y, loss="sparse_categorical_crossentropy", epochs=epochs, batch_size=10,
+                 verbose=0)
+    counts.append(len(traces))
+  assert counts[0] == counts[1] > 0  # traced a fixed number of times per fit, not once per epoch or batch
+
+
+def test_jit_and_no_jit_agree():
+  x, y = blobs(n=16)
+  model = Sequential([Dense(8, activation="relu"), Dropout(0.5), Dense(3, activation="softmax")])
+  params = model.init(KEY, (5,))
+  state = training.create_train_state(model, params, "adam", key=KEY)
+  loss = losses.get("sparse_categorical_crossentropy")
+  args = (state, jnp.asarray(x), jnp.asarray(y), jnp.ones(16), jnp.ones(16))
+  jitted = jax.jit(training.train_step, static_argnames=("model", "loss", "metrics"))(*args, model=model, loss=loss)
+  with jax.disable_jit():
+    eager = training.train_step(*args, model=model, loss=loss)
+  assert_trees_close(jitted[0].params, eager[0].params, rtol=1e-5, atol=1e-6)
+
+
+def test_history_and_validation():
+  x, y = blobs(n=100)
+  model = softmax_regression()
+  params = model.init(KEY, (5,))
+  _, history = training.fit(model, params, x, y, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                            epochs=3, batch_size=16, validation_split=0.2, verbose=0)
+  assert history.epoch == [1, 2, 3]
+  for k in ("loss", "accuracy", "val_loss", "val_accuracy", "seconds", "learning_rate"):
+    assert len(history[k]) == 3, k
+  assert history.params["samples"] == 80  # the last 20 % are held out
+  assert history["learning_rate"][0] == pytest.approx(0.001)  # Keras' Adam default
+  assert history.compile_seconds > 0
+
+
+def test_validation_split_equals_explicit_validation_data():
+  x, y = blobs(n=50)
+  model = softmax_regression()
+  params = model.init(KEY, (5,))
+  kw = dict(loss="sparse_categorical_crossentropy", metrics=["accuracy"], epochs=2, batch_size=8, verbose=0)
+  _, h1 = training.fit(model, params, x, y, validation_split=0.2, **kw)
+  _, h2 = training.fit(model, params, x[:40], y[:40], validation_data=(x[40:], y[40:]), **kw)
+  np.testing.assert_allclose(h1["val_loss"], h2["val_loss"], rtol=1e-6)
+
+
+def test_evaluate_and_predict_match_numpy():
+  x, y = blobs(n=30)
+  model = softmax_regression()
+  params = model.init(KEY, (5,))
+  probs = training.predict(model, params, x, batch_size=7)  # 30 = 4 * 7 + 2: padded last batch
+  np.testing.assert_allclose(probs, model.apply(params, x), rtol=1e-6)
+  result = training.evaluate(model, params, x, y, loss="sparse_categorical_crossentropy",
+                             metrics=["accuracy"], batch_size=7)
+  expected_loss = -np.mean(np.log(probs[np.arange(30), y]))
+  assert result["loss"] == pytest.approx(expected_loss, rel=1e-5)
+  assert result["accuracy"] == pytest.approx(np.mean(probs.argmax(-1) == y))
+  np.testing.assert_array_equal(training.predict_classes(model, params, x), probs.argmax(-1))
+
+
+def test_sample_weight_scales_the_loss_like_keras():
+  x, y = blobs(n=12)
+  model = softmax_regression()
+  params = model.init(KEY, (5,))
+  kw = dict(loss="sparse_categorical_crossentropy", epochs=2, batch_size=12, verbose=0)
+  doubled, _ = training.fit(model, params, x, y, optimizer=optax.sgd(0.1), sample_weight=np.full(12, 2.0), **kw)
+  faster, _ = training.fit(model, params, x, y, optimizer=optax.sgd(0.2), **kw)
+  assert_trees_close(doubled.params, faster.params, rtol=1e-5, atol=1e-6)
+
+
+def test_class_weight_equals_the_matching_sample_weight():
+  x, y = blobs(n=12)
+  model = softmax_regression()
+  params = model.init(KEY, (5,))
+  kw = dict(loss="sparse_categorical_crossentropy", optimizer=optax.sgd(0.1), epochs=2, batch_size=4,
+            verbose=0)
+  by_class, _ = training.fit(model, params, x, y, class_weight={0: 3.0, 2: 0.5}, **kw)
+  by_sample, _ = training.fit(model, params, x, y, sample_weight=np.array([3.0, 1.0, 0.5])[y], **kw)
+  assert_trees_close(by_class.params, by_sample.params, rtol=1e-6)
+
+
+def test_dropout_training_is_reproducible_from_the_key():
+  x, y = blobs()
+  model = Sequential([Dense(16, activation="relu"), Dropout(0.5), Dense(3, activation="softmax")])
+  params = model.init(KEY, (5,))
+  kw = dict(loss="sparse_categorical_crossentropy", epochs=2, batch_size=8, verbose=0)
+  a, _ = training.fit(model, params, x, y, key=jax.random.key(1), **kw)
+  b, _ = training.fit(model, params, x, y, key=jax.random.key(1), **kw)
+  c, _ = training.fit(model, params, x, y, key=jax.random.key(2), **kw)
+  assert_trees_close(a.params, b.params, rtol=0, atol=0)
+  assert not np.allclose(a.params["dense_0"]["kernel"], c.params["dense_0"]["kernel"])
+
+
+def test_regularization_is_part_of_the_training_loss():
+  x, y = blobs()
+  kw = dict(loss="sparse_categorical_crossentropy", optimizer=optax.sgd(0.0), epochs=1, batch_size=64, verbose=0)
+  plain = Sequential([Dense(3, activation="softmax")])
+  reg = Sequential([Dense(3, activation="softmax", kernel_regularizer="l2")])
+  params = plain.init(KEY, (5,))
+  _, h_plain = training.fit(plain, params, x, y, **kw)
+  _, h_reg = training.fit(reg, params, x, y, **kw)
+  penalty = 0.01 * float(jnp.sum(params["dense_0"]["kernel"] ** 2))
+  assert h_reg["loss"][0] == pytest.approx(h_plain["loss"][0] + penalty, rel=1e-5)
+
+
+def test_max_norm_constraint_holds_after_every_update():
+  x, y = blobs()
+  model = Sequential([Dense(3, activation="softmax", kernel_constraint="max_norm")])
+  params = model.init(KEY, (5,))
+  state, _ = training.fit(model, params, x, y, loss="sparse_categorical_crossentropy",
+                          optimizer=optax.sgd(5.0), epochs=3, batch_size=8, verbose=0)
+  norms = np.linalg.norm(np.asarray(state.params["dense_0"]["kernel"]), axis=0)
+  assert norms.max() <= 2.0 + 1e-5
+  assert norms.max() > 1.9  # the large learning rate pushed it to the bound
+
+
+def test_lora_training_leaves_the_base_kernel_unchanged():
+  x, y = blobs()
+  model = Sequential([Dense(3, activation="softmax", lora_rank=2)])
+  params = model.init(KEY, (5,))
+  state, history = training.fit(model, params, x, y, loss="sparse_categorical_crossentropy",
+                                optimizer="adam", epochs=5, batch_size=8, verbose=0)
+  np.testing.assert_array_equal(state.params["dense_0"]["kernel"], params["dense_0"]["kernel"])
+  assert not np.array_equal(state.params["dense_0"]["lora_b"], params["dense_0"]["lora_b"])
+  assert history["loss"][-1] < history["loss"][0]
+
+
+def test_early_stopping_stops_and_restores():
+  x, y = blobs()
+  model = softmax_regression()
+  params = model.init(KEY, (5,))
+  stop = training.EarlyStopping(monitor="loss", patience=1, min_delta=1e9, restore_best_weights=True)
+  state, history = training.fit(model, params, x, y, loss="sparse_categorical_crossentropy", epochs=10,
+                                batch_size=8, early_stopping=stop, verbose=0)
+  assert history.epoch == [1, 2, 3]  # epoch 1 sets the best; 2 and 3 do not improve by 1e9
+  assert int(state.step) == 3 * 8
+
+
+def test_fit_continues_from_a_train_state():
+  x, y = blobs()
+  model = softmax_regression()
+  params = model.init(KEY, (5,))
+  kw = dict(loss="sparse_categorical_crossentropy", batch_size=8, verbose=0)
+  straight, _ = training.fit(model, params, x, y, epochs=4, **kw)
+  half, _ = training.fit(model, params, x, y, epochs=2, **kw)
+  resumed, history = training.fit(model, half, x, y, epochs=2, **kw)
+  assert history.epoch == [3, 4]
+  assert_trees_close(straight.params, resumed.params, rtol=0, atol=0)
+
+
+def test_progress_lines(capsys):
+  x, y = blobs()
+  model = softmax_regression()
+  params = model.init(KEY, (5,))
+  training.fit(model, params, x, y, loss="sparse_categorical_crossentropy", metrics=["accuracy"], epochs=2,
+               batch_size=8, validation_split=0.25, verbose=1)
+  out = capsys.readouterr().out
+  assert "Epoch 2/2 - " in out and " - loss: " in out and " - val_accuracy: " in out
+  training.fit(model, params, x, y, loss="sparse_categorical_crossentropy", epochs=2, batch_size=8, verbose=0)
+  assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(batch_size=0), r"batch_size must be an int in \[1, 64\]"),
+    (dict(batch_size=65), r"batch_size must be an int in \[1, 64\] \(the number of training examples\), got 65"),
+    (dict(epochs=-1), "epochs must be an int >= 0"),
+    (dict(x=np.zeros((64, 5), np.uint8)), "got uint8 images; scale them first"),
+    (dict(y=np.full(64, 3)), r"labels must be in \[0, 3\) for a model with 3 outputs, found 3"),
+    (dict(y=np.zeros(63, np.int32)), "same number of examples, got 64 and 63"),
+    (dict(y=np.zeros(64, np.float32)), "expects integer class labels, got dtype float32"),
+    (dict(x=np.zeros((0, 5), np.float32), y=np.zeros(0, np.int32)), "the dataset is empty"),
+    (dict(validation_split=1.5), r"validation_split must be in \[0, 1\)"),
+    (dict(metrics=["acuracy"]), "acuracy"),
+])
+def test_bad_input_is_a_clear_error_before_compiling(change, message):
+  x, y = blobs()
+  model = softmax_regression()
+  args = dict(x=x, y=y, loss="sparse_categorical_crossentropy", epochs=1, batch_size=8, verbose=0)
+  args.update(change)
+  with pytest.raises(JaxnnError, match=message):
+    training.fit(model, model.init(KEY, (5,)), args.pop("x"), args.pop("y"), **args)
