@@ -27,8 +27,8 @@ from typing import Sequence
 import jax
 import numpy as np
 
+from experiments import common
 from jaxnn import cli
-from jaxnn import data
 from jaxnn import metrics as metrics_lib
 from jaxnn import optimizers
 from jaxnn import plots
@@ -83,24 +83,19 @@ def make_optimizer(config: Config, steps: int) -> optimizers.OptimizerConfig:
 
 
 def parse_args(argv: Sequence[str] | None) -> Config:
-  p = cli.ArgumentParser(prog="python -m experiments.mnist_mlp", description=__doc__.split("\n")[0])
-  p.add_argument("--dataset", help="TFDS name (mnist, fashion_mnist, ...) or 'sample' for the embedded digits")
-  p.add_argument("--data-dir", help="folder of IDX files (train-images-idx3-ubyte[.gz], ...)")
+  p = common.parser("mnist_mlp", __doc__)
+  common.add_data_args(p)
   p.add_argument("--optimizer", default=Config.optimizer, help="optimizer name (adam, sgd, rmsprop, ...)")
   p.add_argument("--learning-rate", type=float, help="learning rate (default: the optimizer's Keras default)")
   p.add_argument("--schedule", default=Config.schedule, choices=("cosine", "constant"),
                  help="learning-rate schedule over the whole run")
-  p.add_argument("--seed", type=int, default=Config.seed)
   p.add_argument("--epochs", type=cli.positive_int, help="epochs for both models (default: A 20, B 30)")
   p.add_argument("--batch-size", type=cli.positive_int, default=Config.batch_size)
   p.add_argument("--hidden", type=cli.positive_int, nargs="+", default=list(Config.hidden),
                  help="model B's hidden layer sizes")
   p.add_argument("--dropout", type=float, default=Config.dropout, help="model B's dropout rate (fraction dropped)")
   p.add_argument("--validation-split", type=float, default=Config.validation_split)
-  p.add_argument("--n-train", type=cli.positive_int, help="use only the first N training examples")
-  p.add_argument("--n-test", type=cli.positive_int, help="use only the first N test examples")
-  p.add_argument("--out", default=Config.out, help="output folder")
-  p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
+  p.set_defaults(verbose=1)
   a = p.parse_args(argv)
   epochs = {} if a.epochs is None else {"epochs_a": a.epochs, "epochs_b": a.epochs}
   return Config(dataset=a.dataset, data_dir=a.data_dir, optimizer=a.optimizer, learning_rate=a.learning_rate,
@@ -114,12 +109,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
   config = parse_args(argv)
   # Resolve the optimizer first: a bad name or learning rate fails before any data is read.
   optimizers.make(make_optimizer(config, steps=1))
-  dataset_name = config.dataset or (os.path.basename(os.path.normpath(config.data_dir)) if config.data_dir
-                                    else "mnist")
-  ds = data.load(dataset_name, config.data_dir, verbose=True)
-  if config.n_train or config.n_test:
-    ds = data.subset(ds, n_train=config.n_train, n_test=config.n_test)
-  x_train, x_test = data.flatten(data.scale(ds.x_train)), data.flatten(data.scale(ds.x_test))
+  dataset_name = common.dataset_name(config.dataset, config.data_dir)
+  ds, x_train, x_test = common.load_flat(config)
   y_train, y_test = ds.y_train, ds.y_test
   class_names = FASHION_CLASSES if "fashion" in dataset_name.lower() else None
   print(f"{ds.describe()}")
@@ -177,13 +168,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
       "models": results, "confusion_matrix_B": cm.tolist(),
       "plots": [os.path.basename(f) for f in files],
   }
-  cli.write_json(os.path.join(out, "results.json"), summary)
   print()
-  print(cli.table([(n, r["params"], r["epochs"], r["train_seconds"], r["test_loss"], r["test_accuracy"])
-                   for n, r in results.items()],
-                  header=("model", "params", "epochs", "train_s", "test_loss", "test_accuracy")))
-  print(f"wrote {os.path.join(out, 'results.json')} and {len(files)} plots")
-  return summary
+  return common.finish(out, summary,
+                       [(n, r["params"], r["epochs"], r["train_seconds"], r["test_loss"], r["test_accuracy"])
+                        for n, r in results.items()],
+                       header=("model", "params", "epochs", "train_s", "test_loss", "test_accuracy"))
 
 
 if __name__ == "__main__":
