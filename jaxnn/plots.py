@@ -12,7 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def _save(fig, path: str) -> str:
+def save(fig, path: str) -> str:
+  """Writes a figure as PNG atomically (temporary file, then rename) and closes it."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   tmp = f"{path}.tmp.png"
   fig.savefig(tmp, dpi=110, bbox_inches="tight")
@@ -37,7 +38,7 @@ def history_curves(histories: Mapping[str, Mapping[str, Sequence[float]]], key: 
   ax.set_title(title or key)
   ax.grid(alpha=0.3)
   ax.legend()
-  return _save(fig, path)
+  return save(fig, path)
 
 
 def confusion_matrix(cm: np.ndarray, path: str, *, class_names: Sequence[str] | None = None,
@@ -58,7 +59,7 @@ def confusion_matrix(cm: np.ndarray, path: str, *, class_names: Sequence[str] | 
   ax.set_xlabel("predicted")
   ax.set_ylabel("true")
   ax.set_title(title)
-  return _save(fig, path)
+  return save(fig, path)
 
 
 def image_grid(images: np.ndarray, labels: Sequence[int], path: str, *, true_labels: Sequence[int] | None = None,
@@ -80,4 +81,4 @@ def image_grid(images: np.ndarray, labels: Sequence[int], path: str, *, true_lab
       ax.set_title(f"{name(labels[k])}", fontsize=8)
   if title:
     fig.suptitle(title)
-  return _save(fig, path)
+  return save(fig, path)
