@@ -8,10 +8,10 @@ both trained with adam on sparse_categorical_crossentropy with accuracy; evaluat
 Command (what `make run` runs):
   python -m experiments.mnist_mlp
 Offline this uses the embedded sample (8,000 train / 2,000 test of the first 10,000 MNIST training digits);
-expected: model A about 91-92 %, model B >= 96 % test accuracy, about a minute on 2 CPU cores.
+measured (seeds 0-3): model A 89.4-89.9 %, model B 96.4-96.7 % test accuracy, about 50 s on 2 CPU cores.
 On Fashion-MNIST (Debian's dataset-fashion-mnist):
   python -m experiments.mnist_mlp --data-dir /usr/share/datasets/fashion-mnist
-expected: model B >= 89.5 % on the 10,000 test images.
+measured (seeds 0-2): model B 89.8-89.9 % on the 10,000 test images, about 30 s of training.
 
 Writes runs/mnist_mlp/ (or --out): results.json, loss.png, accuracy.png, confusion_matrix.png,
 predictions.png, misclassified.png.
