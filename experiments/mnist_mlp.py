@@ -49,10 +49,10 @@ class Config:
   schedule: str = "cosine"  # "cosine": decay the learning rate to 0 over the run; "constant"
   seed: int = 0
   epochs_a: int = 20
-  epochs_b: int = 30
+  epochs_b: int = 40
   batch_size: int = 128
   hidden: tuple[int, ...] = (512, 256)
-  dropout: float = 0.3
+  dropout: float = 0.4
   validation_split: float = 0.1
   n_train: int | None = None  # first n training examples (tiny runs)
   n_test: int | None = None
@@ -89,7 +89,7 @@ def parse_args(argv: Sequence[str] | None) -> Config:
   p.add_argument("--learning-rate", type=float, help="learning rate (default: the optimizer's Keras default)")
   p.add_argument("--schedule", default=Config.schedule, choices=("cosine", "constant"),
                  help="learning-rate schedule over the whole run")
-  p.add_argument("--epochs", type=cli.positive_int, help="epochs for both models (default: A 20, B 30)")
+  p.add_argument("--epochs", type=cli.positive_int, help="epochs for both models (default: A 20, B 40)")
   p.add_argument("--batch-size", type=cli.positive_int, default=Config.batch_size)
   p.add_argument("--hidden", type=cli.positive_int, nargs="+", default=list(Config.hidden),
                  help="model B's hidden layer sizes")

@@ -17,6 +17,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxnn import _registry
 from jaxnn.errors import JaxnnError
 
 Constraint = Callable[[jax.Array], jax.Array]
@@ -150,31 +151,7 @@ def get(identifier: str | Mapping[str, Any] | Constraint | None) -> Constraint |
   Raises:
     JaxnnError: unknown name, bad or unknown argument, or unsupported type.
   """
-  if identifier is None:
-    return None
-  if isinstance(identifier, str):
-    name, kwargs = identifier, {}
-  elif isinstance(identifier, Mapping):
-    kwargs = dict(identifier)
-    name = kwargs.pop("name", None)
-    if not isinstance(name, str):
-      raise JaxnnError(f"constraint: expected a dict with a 'name' string; got {identifier!r}")
-  elif callable(identifier):
-    return identifier
-  else:
-    raise JaxnnError(
-        f"constraint: expected a name, a dict, a callable or None; "
-        f"got {type(identifier).__name__} {identifier!r}"
-    )
-  canonical = _ALIASES.get(name, name)
-  if canonical not in _REGISTRY:
-    raise JaxnnError(f"constraint: expected one of {names()}; got {name!r}")
-  cls = _REGISTRY[canonical]
-  valid = sorted(f.name for f in dataclasses.fields(cls))
-  unknown = sorted(set(kwargs) - set(valid))
-  if unknown:
-    raise JaxnnError(f"constraint {canonical!r}: expected arguments among {valid}; got {unknown}")
-  return cls(**kwargs)
+  return _registry.resolve("constraint", identifier, _REGISTRY, _ALIASES)
 
 
 def serialize(constraint: Constraint | None) -> str | dict[str, Any] | None:
@@ -188,12 +165,4 @@ def serialize(constraint: Constraint | None) -> str | dict[str, Any] | None:
     arguments otherwise ({"name": "max_norm", "max_value": 2.0, "axis": 0}), a
     foreign callable's `__name__`, or None.
   """
-  if constraint is None:
-    return None
-  name = _NAMES.get(type(constraint))
-  if name is None:
-    return getattr(constraint, "__name__", repr(constraint))
-  config = {f.name: getattr(constraint, f.name) for f in dataclasses.fields(constraint)}
-  # Tuples become lists so that the dict round-trips through JSON unchanged.
-  config = {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}
-  return {"name": name, **config} if config else name
+  return _registry.serialize(constraint, _NAMES)

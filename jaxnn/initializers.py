@@ -20,6 +20,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxnn import _registry
 from jaxnn.errors import JaxnnError
 
 Initializer = Callable[..., jax.Array]
@@ -265,31 +266,7 @@ def get(identifier: str | Mapping[str, Any] | Initializer | None) -> Initializer
   Raises:
     JaxnnError: unknown name, unknown argument, or unsupported type.
   """
-  if identifier is None:
-    return None
-  if isinstance(identifier, str):
-    name, kwargs = identifier, {}
-  elif isinstance(identifier, Mapping):
-    kwargs = dict(identifier)
-    name = kwargs.pop("name", None)
-    if not isinstance(name, str):
-      raise JaxnnError(f"initializer: expected a dict with a 'name' string; got {identifier!r}")
-  elif callable(identifier):
-    return identifier
-  else:
-    raise JaxnnError(
-        f"initializer: expected a name, a dict, a callable or None; "
-        f"got {type(identifier).__name__} {identifier!r}"
-    )
-  canonical = _ALIASES.get(name, name)
-  if canonical not in _REGISTRY:
-    raise JaxnnError(f"initializer: expected one of {names()}; got {name!r}")
-  cls = _REGISTRY[canonical]
-  valid = sorted(f.name for f in dataclasses.fields(cls) if f.init)
-  unknown = sorted(set(kwargs) - set(valid))
-  if unknown:
-    raise JaxnnError(f"initializer {canonical!r}: expected arguments among {valid}; got {unknown}")
-  return cls(**kwargs)
+  return _registry.resolve("initializer", identifier, _REGISTRY, _ALIASES)
 
 
 def serialize(initializer: Initializer) -> str | dict[str, Any]:
@@ -303,8 +280,4 @@ def serialize(initializer: Initializer) -> str | dict[str, Any]:
     with the arguments otherwise ({"name": "random_normal", "mean": 0.0,
     "stddev": 0.05}), or a foreign callable's `__name__`.
   """
-  name = _NAMES.get(type(initializer))
-  if name is None:
-    return getattr(initializer, "__name__", repr(initializer))
-  config = {f.name: getattr(initializer, f.name) for f in dataclasses.fields(initializer) if f.init}
-  return {"name": name, **config} if config else name
+  return _registry.serialize(initializer, _NAMES)

@@ -15,6 +15,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxnn import _registry
 from jaxnn.errors import JaxnnError
 
 Regularizer = Callable[[jax.Array], jax.Array]
@@ -99,31 +100,7 @@ def get(identifier: str | Mapping[str, Any] | Regularizer | None) -> Regularizer
   Raises:
     JaxnnError: unknown name, bad or unknown argument, or unsupported type.
   """
-  if identifier is None:
-    return None
-  if isinstance(identifier, str):
-    name, kwargs = identifier, {}
-  elif isinstance(identifier, Mapping):
-    kwargs = dict(identifier)
-    name = kwargs.pop("name", None)
-    if not isinstance(name, str):
-      raise JaxnnError(f"regularizer: expected a dict with a 'name' string; got {identifier!r}")
-  elif callable(identifier):
-    return identifier
-  else:
-    raise JaxnnError(
-        f"regularizer: expected a name, a dict, a callable or None; "
-        f"got {type(identifier).__name__} {identifier!r}"
-    )
-  canonical = _ALIASES.get(name, name)
-  if canonical not in _REGISTRY:
-    raise JaxnnError(f"regularizer: expected one of {names()}; got {name!r}")
-  cls = _REGISTRY[canonical]
-  valid = sorted(f.name for f in dataclasses.fields(cls))
-  unknown = sorted(set(kwargs) - set(valid))
-  if unknown:
-    raise JaxnnError(f"regularizer {canonical!r}: expected arguments among {valid}; got {unknown}")
-  return cls(**kwargs)
+  return _registry.resolve("regularizer", identifier, _REGISTRY, _ALIASES)
 
 
 def serialize(regularizer: Regularizer | None) -> str | dict[str, Any] | None:
@@ -136,9 +113,4 @@ def serialize(regularizer: Regularizer | None) -> str | dict[str, Any] | None:
     A dict with the name and arguments ({"name": "l2", "l2": 0.01}), a foreign
     callable's `__name__`, or None.
   """
-  if regularizer is None:
-    return None
-  name = _NAMES.get(type(regularizer))
-  if name is None:
-    return getattr(regularizer, "__name__", repr(regularizer))
-  return {"name": name, **dataclasses.asdict(regularizer)}
+  return _registry.serialize(regularizer, _NAMES)
