@@ -51,6 +51,16 @@ class Layer:
   def apply(self, params: Params, x: Array, *, training: bool = False, key: Array | None = None) -> Array:
     raise NotImplementedError
 
+  def init_state(self, input_shape: Shape) -> dict[str, Any]:
+    """Non-trained state (e.g. BatchNormalization's running statistics); {} for most layers."""
+    del input_shape
+    return {}
+
+  def apply_stateful(self, params: Params, state: dict[str, Any], x: Array, *, training: bool = False,
+                     key: Array | None = None) -> tuple[Array, dict[str, Any]]:
+    """Forward pass that also returns the layer's updated state; stateless layers return it unchanged."""
+    return self.apply(params, x, training=training, key=key), state
+
   def regularization(self, params: Params) -> Array:
     """Weight penalty added to the training loss (kernel and bias regularizers)."""
     del params

@@ -78,22 +78,43 @@ class Sequential:
         params[name] = layer_params
     return params
 
-  def apply_with_penalty(
-      self, params: Params, x: Array, *, training: bool = False, key: Array | None = None
-  ) -> tuple[Array, Array]:
-    """Forward pass returning `(outputs, activity_penalty)`; the penalty is 0 without activity regularizers."""
+  def init_state(self, input_shape: Sequence[int]) -> dict[str, Any]:
+    """Non-trained state keyed by layer name (BatchNormalization's running statistics); {} if none."""
+    shape = _check_shape(input_shape)
+    state = {}
+    for name, layer in zip(self.layer_names, self.layers):
+      layer_state = layer.init_state(shape)
+      if layer_state:
+        state[name] = layer_state
+      shape = layer.output_shape(shape)
+    return state
+
+  def forward(self, params: Params, x: Array, *, state: dict[str, Any] | None = None, training: bool = False,
+              key: Array | None = None) -> tuple[Array, dict[str, Any]]:
+    """Forward pass returning `(outputs, aux)`.
+
+    `aux["activity_penalty"]` is the activity regularizers' penalty (0 without them) and `aux["state"]` the
+    updated model state (running statistics change only when training).
+    """
     if training and key is None and self.stochastic:
       raise JaxnnError(f"{self.name}: training=True with dropout needs a PRNG key (pass key=...)")
+    state = {} if state is None else state
+    new_state = {}
     penalty = jnp.zeros((), jnp.float32)
     for i, (name, layer) in enumerate(zip(self.layer_names, self.layers)):
       layer_key = None if key is None else jax.random.fold_in(key, i)
-      x = layer.apply(params.get(name, {}), x, training=training, key=layer_key)
+      layer_state = state.get(name, {})
+      x, layer_state = layer.apply_stateful(params.get(name, {}), layer_state, x, training=training,
+                                            key=layer_key)
+      if layer_state:
+        new_state[name] = layer_state
       penalty = penalty + layer.activity_penalty(x)
-    return x, penalty
+    return x, {"activity_penalty": penalty, "state": new_state}
 
-  def apply(self, params: Params, x: Array, *, training: bool = False, key: Array | None = None) -> Array:
-    """Forward pass: the model's outputs for a batch `x`."""
-    return self.apply_with_penalty(params, x, training=training, key=key)[0]
+  def apply(self, params: Params, x: Array, *, training: bool = False, key: Array | None = None,
+            state: dict[str, Any] | None = None) -> Array:
+    """Forward pass: the model's outputs for a batch `x` (pass `state` for models with running statistics)."""
+    return self.forward(params, x, state=state, training=training, key=key)[0]
 
   def regularization(self, params: Params) -> Array:
     """Sum of every layer's weight penalty."""

@@ -35,14 +35,16 @@ PyTree = Any
 
 
 class TrainState(train_state.TrainState):
-  """Flax's TrainState (step, params, tx, opt_state) plus the run's PRNG key and the epochs completed."""
+  """Flax's TrainState (step, params, tx, opt_state) plus the run's PRNG key, the epochs completed and the
+  model's non-trained state (BatchNormalization's running statistics; {} for most models)."""
 
   key: Array
   epoch: Array
+  model_state: PyTree = dataclasses.field(default_factory=dict)
 
 
 def create_train_state(model: Sequential, params: PyTree, optimizer: Any = "adam", *,
-                       key: Array | None = None) -> TrainState:
+                       key: Array | None = None, model_state: PyTree | None = None) -> TrainState:
   """Builds the optimizer (frozen params get zero updates) and wraps everything in a TrainState.
 
   Args:
@@ -50,6 +52,7 @@ def create_train_state(model: Sequential, params: PyTree, optimizer: Any = "adam
     params: the params pytree from `model.init`.
     optimizer: an optimizer name, an `optimizers.OptimizerConfig`, or an optax GradientTransformation.
     key: the run's PRNG key (shuffling and dropout are derived from it); defaults to `jax.random.key(0)`.
+    model_state: the model's non-trained state from `model.init_state(input_shape)`; default {}.
   """
   tx = optimizer if isinstance(optimizer, optax.GradientTransformation) else optimizers.get(optimizer)
   mask = model.trainable_mask(params)
@@ -59,7 +62,7 @@ def create_train_state(model: Sequential, params: PyTree, optimizer: Any = "adam
   if key is None:
     key = jax.random.key(0)
   return TrainState.create(apply_fn=model.apply, params=params, tx=tx, key=key,
-                           epoch=jnp.zeros((), jnp.int32))
+                           epoch=jnp.zeros((), jnp.int32), model_state=model_state or {})
 
 
 # --------------------------------------------------------------------------------------------- statistics
@@ -116,12 +119,12 @@ def train_step(state: TrainState, x: Array, y: Array, sample_weight: Array, mask
   dropout_key = jax.random.fold_in(jax.random.fold_in(state.key, 1), state.step)
 
   def objective(params):
-    y_pred, activity = model.apply_with_penalty(params, x, training=True, key=dropout_key)
+    y_pred, aux = model.forward(params, x, state=state.model_state, training=True, key=dropout_key)
     data_loss = loss(y, y_pred, sample_weight=sample_weight, mask=mask)
-    return data_loss + model.regularization(params) + activity, y_pred
+    return data_loss + model.regularization(params) + aux["activity_penalty"], (y_pred, aux["state"])
 
-  (total, y_pred), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
-  state = state.apply_gradients(grads=grads)
+  (total, (y_pred, model_state)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+  state = state.apply_gradients(grads=grads, model_state=model_state)
   state = state.replace(params=model.constrain(state.params))
   return state, _batch_stats(total, y, y_pred, mask, metrics)
 
@@ -149,7 +152,8 @@ def train_epoch(state: TrainState, x: Array, y: Array, sample_weight: Array, *, 
   return state.replace(epoch=state.epoch + 1), totals
 
 
-def eval_totals(params: PyTree, x: Array, y: Array, *, model: Sequential, loss: losses_lib.Loss,
+def eval_totals(params: PyTree, model_state: PyTree, x: Array, y: Array, *, model: Sequential,
+                loss: losses_lib.Loss,
                 metrics: tuple[metrics_lib.Metric, ...], batch_size: int) -> dict[str, PyTree]:
   """Summed loss / metric statistics over (x, y) at inference, in batches (one program)."""
   n = x.shape[0]
@@ -159,9 +163,9 @@ def eval_totals(params: PyTree, x: Array, y: Array, *, model: Sequential, loss: 
   def body(carry, batch):
     idx_b, valid_b = batch
     y_b = jnp.take(y, idx_b, axis=0)
-    y_pred, activity = model.apply_with_penalty(params, jnp.take(x, idx_b, axis=0))
+    y_pred, aux = model.forward(params, jnp.take(x, idx_b, axis=0), state=model_state)
     mask = valid_b.astype(jnp.float32)
-    total = loss(y_b, y_pred, mask=mask) + penalty + activity
+    total = loss(y_b, y_pred, mask=mask) + penalty + aux["activity_penalty"]
     return carry, _batch_stats(total, y_b, y_pred, mask, metrics)
 
   stats_shape = jax.eval_shape(body, (), (idx[0], valid[0]))[1]
@@ -175,10 +179,10 @@ _eval_totals_jit = jax.jit(eval_totals, static_argnames=_STATIC)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "batch_size"))
-def _predict_batches(params, x, *, model, batch_size):
+def _predict_batches(params, model_state, x, *, model, batch_size):
   n = x.shape[0]
   idx, _ = _batch_indices(n, batch_size, jnp.arange(n))
-  out = jax.lax.map(lambda i: model.apply(params, jnp.take(x, i, axis=0)), idx)
+  out = jax.lax.map(lambda i: model.apply(params, jnp.take(x, i, axis=0), state=model_state), idx)
   return out.reshape(-1, *out.shape[2:])[:n]
 
 
@@ -331,7 +335,7 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
   if isinstance(params, TrainState):
     state = params
   else:
-    state = create_train_state(model, params, optimizer, key=key)
+    state = create_train_state(model, params, optimizer, key=key, model_state=model.init_state(x.shape[1:]))
   # The compiled epoch donates the state's buffers; train on a copy so the caller's arrays stay valid.
   state = jax.tree_util.tree_map(jnp.copy, state)
 
@@ -343,7 +347,7 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
   if validation_data is not None:
     xv_d, yv_d = jax.device_put((x_val, y_val))
     eval_static = dict(static, batch_size=min(eval_batch_size, len(x_val)))
-    eval_fn = _eval_totals_jit.lower(state.params, xv_d, yv_d, **eval_static).compile()
+    eval_fn = _eval_totals_jit.lower(state.params, state.model_state, xv_d, yv_d, **eval_static).compile()
   history = History(compile_seconds=time.perf_counter() - start,
                     params={"epochs": epochs, "batch_size": batch_size, "steps": -(-n // batch_size),
                             "samples": n})
@@ -358,7 +362,7 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
     state, totals = epoch_fn(state, x_d, y_d, w_d)
     logs = _finalize(totals, metrics)  # device_get: the epoch has finished
     if validation_data is not None:
-      logs.update({f"val_{k}": v for k, v in _finalize(eval_fn(state.params, xv_d, yv_d), metrics).items()})
+      logs.update({f"val_{k}": v for k, v in _finalize(eval_fn(state.params, state.model_state, xv_d, yv_d), metrics).items()})
     logs["seconds"] = time.perf_counter() - t0
     lr = optimizers.learning_rate_of(state.opt_state)
     if lr is not None:
@@ -395,32 +399,47 @@ def _progress_line(epoch: int, epochs: int, logs: dict[str, float]) -> str:
 
 # --------------------------------------------------------------------------------------------- evaluate / predict
 def evaluate(model: Sequential, params: PyTree, x: Any, y: Any, *, loss: Any, metrics: Sequence[Any] = (),
-             batch_size: int = 1024) -> dict[str, float]:
-  """Loss (with weight and activity penalties, as Keras reports it) and metrics over (x, y)."""
+             batch_size: int = 1024, state: PyTree | None = None) -> dict[str, float]:
+  """Loss (with weight and activity penalties, as Keras reports it) and metrics over (x, y).
+
+  `params` may be a TrainState (its model state is used); otherwise pass the model's `state` if it has one.
+  """
   loss = losses_lib.get(loss)
   metrics = _resolve_metrics(metrics, loss)
   x = _as_float_inputs(x, "x")
   y = _check_xy(model, loss, x, y, "evaluate")
-  if isinstance(params, TrainState):
-    params = params.params
-  totals = _eval_totals_jit(params, jnp.asarray(x), jnp.asarray(y), model=model, loss=loss, metrics=metrics,
-                            batch_size=min(batch_size, len(x)))
+  params, state = _params_and_state(model, params, state, x)
+  totals = _eval_totals_jit(params, state, jnp.asarray(x), jnp.asarray(y), model=model, loss=loss,
+                            metrics=metrics, batch_size=min(batch_size, len(x)))
   return _finalize(totals, metrics)
 
 
-def predict(model: Sequential, params: PyTree, x: Any, *, batch_size: int = 1024) -> np.ndarray:
+def predict(model: Sequential, params: PyTree, x: Any, *, batch_size: int = 1024,
+            state: PyTree | None = None) -> np.ndarray:
   """The model's outputs (e.g. class probabilities) for x, computed in batches at inference."""
   x = _as_float_inputs(x, "x")
   if x.ndim < 2 or x.shape[0] == 0:
     raise JaxnnError(f"predict: x must be a non-empty batch, got shape {x.shape}")
+  params, state = _params_and_state(model, params, state, x)
+  return np.asarray(_predict_batches(params, state, jnp.asarray(x), model=model,
+                                     batch_size=min(batch_size, len(x))))
+
+
+def _params_and_state(model: Sequential, params: PyTree, state: PyTree | None, x: np.ndarray):
+  """Params and model state from a TrainState or from separate arguments (checked when the model needs it)."""
   if isinstance(params, TrainState):
-    params = params.params
-  return np.asarray(_predict_batches(params, jnp.asarray(x), model=model, batch_size=min(batch_size, len(x))))
+    return params.params, params.model_state
+  if state is None:
+    state = model.init_state(x.shape[1:])
+    if state:
+      raise JaxnnError(f"{model.name}: this model keeps running statistics; pass state= (or the TrainState)")
+  return params, state
 
 
-def predict_classes(model: Sequential, params: PyTree, x: Any, *, batch_size: int = 1024) -> np.ndarray:
+def predict_classes(model: Sequential, params: PyTree, x: Any, *, batch_size: int = 1024,
+                    state: PyTree | None = None) -> np.ndarray:
   """Predicted class per example: argmax over classes, or output > 0.5 for a single sigmoid unit."""
-  out = predict(model, params, x, batch_size=batch_size)
+  out = predict(model, params, x, batch_size=batch_size, state=state)
   if out.shape[-1] == 1:
     return (out[..., 0] > 0.5).astype(np.int32)
   return out.argmax(-1).astype(np.int32)

@@ -77,12 +77,13 @@ def test_model_regularization_sums_the_layers():
   assert float(model.regularization(params)) == pytest.approx(0.01 * 6 + 0.01 * 2)
 
 
-def test_activity_penalty_from_apply_with_penalty():
+def test_activity_penalty_from_forward():
   model = Sequential([Dense(2, kernel_initializer="ones", activity_regularizer="l2")])
   params = model.init(KEY, (3,))
-  out, penalty = model.apply_with_penalty(params, jnp.ones((4, 3)))
+  out, aux = model.forward(params, jnp.ones((4, 3)))
   np.testing.assert_allclose(out, np.full((4, 2), 3.0))
-  assert float(penalty) == pytest.approx(0.01 * 9 * 8 / 4)
+  assert float(aux["activity_penalty"]) == pytest.approx(0.01 * 9 * 8 / 4)
+  assert aux["state"] == {} and model.init_state((3,)) == {}
 
 
 def test_bad_models_and_shapes():
