@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from jaxnn import data
+from jaxnn import idx
 from jaxnn.errors import DataError
 
 _REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -165,7 +166,7 @@ def test_read_idx_missing_file(tmp_path):
 @given(st.binary(max_size=64))
 def test_read_idx_arbitrary_bytes_give_an_array_or_data_error(raw):
   try:
-    data._parse_idx(raw, "fuzz")
+    idx.parse(raw, "fuzz")
   except DataError as e:
     assert str(e).startswith("fuzz: ") and "\n" not in str(e)
 
@@ -174,11 +175,11 @@ def test_read_idx_arbitrary_bytes_give_an_array_or_data_error(raw):
 @given(st.binary(min_size=1, max_size=40), st.integers(0, 39))
 def test_read_idx_valid_files_cut_or_extended_are_rejected(payload, cut):
   raw = b"\x00\x00\x08\x01" + struct.pack(">I", len(payload)) + payload
-  np.testing.assert_array_equal(data._parse_idx(raw, "ok"), np.frombuffer(payload, np.uint8))
+  np.testing.assert_array_equal(idx.parse(raw, "ok"), np.frombuffer(payload, np.uint8))
   with pytest.raises(DataError):
-    data._parse_idx(raw[: 8 + cut % len(payload)], "cut")
+    idx.parse(raw[: 8 + cut % len(payload)], "cut")
   with pytest.raises(DataError):
-    data._parse_idx(raw + b"\x00", "extended")
+    idx.parse(raw + b"\x00", "extended")
 
 
 # -------------------------------------------------------------------------------------------- load_idx_dir
