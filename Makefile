@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.jaxnn-installed
 EXTRAS ?= tfds,test
 ARGS ?=
+# pytest-xdist workers: one per core (the suite is dominated by single-threaded XLA compiles).
+TEST_JOBS ?= auto
 
 .PHONY: setup run test clean
 
@@ -20,7 +22,7 @@ run: setup
 	$(PY) -m experiments.mnist_mlp $(ARGS)
 
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_JOBS) tests
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
