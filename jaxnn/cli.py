@@ -47,6 +47,9 @@ def write_json(path: str, obj: Any) -> str:
   folder = os.path.dirname(os.path.abspath(path))
   os.makedirs(folder, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
+  umask = os.umask(0)
+  os.umask(umask)
+  os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; results are ordinary files
   try:
     with os.fdopen(fd, "w") as f:
       json.dump(obj, f, indent=2, sort_keys=False)

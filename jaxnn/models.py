@@ -69,8 +69,10 @@ class Sequential:
     return shapes
 
   def init(self, key: Array, input_shape: Sequence[int]) -> Params:
-    """Initial params for inputs of `input_shape` (batch axis excluded)."""
-    shape = _check_shape(input_shape)
+    """Initial params for inputs of `input_shape` (batch axis excluded), as one compiled program."""
+    return _init_jit(self, _check_shape(input_shape), key)
+
+  def _init(self, shape: Shape, key: Array) -> Params:
     params = {}
     for i, (name, layer) in enumerate(zip(self.layer_names, self.layers)):
       layer_params, shape = layer.init(jax.random.fold_in(key, i), shape)
@@ -166,6 +168,10 @@ class Sequential:
     return {"name": self.name,
             "layers": [{"name": n, "type": type(l).__name__, **l.config()}
                        for n, l in zip(self.layer_names, self.layers)]}
+
+
+# Jitted so that initializing a model is one compile rather than one per random draw.
+_init_jit = jax.jit(Sequential._init, static_argnums=(0, 1))
 
 
 def _check_shape(input_shape: Sequence[int]) -> Shape:

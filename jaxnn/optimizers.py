@@ -31,6 +31,7 @@ and where they differ:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import math
 import numbers
@@ -258,16 +259,28 @@ def make(config: OptimizerConfig) -> optax.GradientTransformationExtraArgs:
 
   Returns:
     An optax transformation from `optax.inject_hyperparams`: its state holds
-    the current learning rate as `opt_state.hyperparams["learning_rate"]`.
+    the current learning rate as `opt_state.hyperparams["learning_rate"]`. Equal configs give the same
+    object, so a train state built from it keeps the same structure and compiled programs are reused.
   """
   if not isinstance(config, OptimizerConfig):
     raise JaxnnError(f"make config: expected an OptimizerConfig; got {type(config).__name__} {config!r}")
+  try:
+    hash(config)
+  except TypeError:  # a traced hyperparameter (a vmapped sweep): build it fresh
+    return _make(config)
+  return _make_cached(config)
+
+
+def _make(config: OptimizerConfig) -> optax.GradientTransformationExtraArgs:
   hp = config.resolved()
   # Zero momentum or decay means none at all: no momentum buffer, no decay term, as in Keras.
   for key in ("momentum", "weight_decay"):
     if isinstance(hp.get(key), numbers.Real) and hp[key] == 0:
       hp[key] = None
   return optax.inject_hyperparams(_factory(config.name))(**hp)
+
+
+_make_cached = functools.lru_cache(maxsize=256)(_make)
 
 
 def get(

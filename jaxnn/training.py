@@ -176,6 +176,23 @@ def eval_totals(params: PyTree, model_state: PyTree, x: Array, y: Array, *, mode
 _STATIC = ("model", "loss", "metrics", "batch_size")
 _train_epoch_jit = jax.jit(train_epoch, static_argnames=_STATIC + ("shuffle",), donate_argnames=("state",))
 _eval_totals_jit = jax.jit(eval_totals, static_argnames=_STATIC)
+_COMPILED: dict[Any, Any] = {}
+
+
+def _compiled(fn: Any, args: tuple[Any, ...], static: dict[str, Any]) -> tuple[Any, bool]:
+  """Ahead-of-time compiled `fn` for these argument structures, shapes and static values; cached.
+
+  Compiling ahead of time lets `fit` report compile time apart from epoch time; the cache makes a second
+  `fit` with the same model, data shapes and optimizer config reuse the program. Returns (program, hit).
+  """
+  leaves, treedef = jax.tree_util.tree_flatten(args)
+  key = (fn, treedef, tuple((jnp.shape(a), jnp.result_type(a)) for a in leaves), tuple(sorted(static.items())))
+  if key in _COMPILED:
+    return _COMPILED[key], True
+  if len(_COMPILED) >= 64:  # bounded: drop the oldest entry
+    _COMPILED.pop(next(iter(_COMPILED)))
+  _COMPILED[key] = fn.lower(*args, **static).compile()
+  return _COMPILED[key], False
 
 
 @functools.partial(jax.jit, static_argnames=("model", "batch_size"))
@@ -343,11 +360,11 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
   x_d, y_d, w_d = jax.device_put((x, y, weights))
   static = dict(model=model, loss=loss, metrics=metrics, batch_size=batch_size)
   start = time.perf_counter()
-  epoch_fn = _train_epoch_jit.lower(state, x_d, y_d, w_d, shuffle=shuffle, **static).compile()
+  epoch_fn, _ = _compiled(_train_epoch_jit, (state, x_d, y_d, w_d), dict(static, shuffle=shuffle))
   if validation_data is not None:
     xv_d, yv_d = jax.device_put((x_val, y_val))
     eval_static = dict(static, batch_size=min(eval_batch_size, len(x_val)))
-    eval_fn = _eval_totals_jit.lower(state.params, state.model_state, xv_d, yv_d, **eval_static).compile()
+    eval_fn, _ = _compiled(_eval_totals_jit, (state.params, state.model_state, xv_d, yv_d), eval_static)
   history = History(compile_seconds=time.perf_counter() - start,
                     params={"epochs": epochs, "batch_size": batch_size, "steps": -(-n // batch_size),
                             "samples": n})

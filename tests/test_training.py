@@ -83,7 +83,7 @@ def test_partial_last_batch_is_masked_not_dropped_or_recompiled():
   assert int(state.step) == 3
 
 
-def test_epoch_is_compiled_once_however_many_epochs(monkeypatch):
+def test_epoch_is_compiled_once_per_model_and_batch_size(monkeypatch):
   traces = []
   original = training.train_step
 
@@ -92,16 +92,21 @@ def test_epoch_is_compiled_once_however_many_epochs(monkeypatch):
     return original(*args, **kwargs)
 
   monkeypatch.setattr(training, "train_step", counting_step)
+  monkeypatch.setattr(training, "_COMPILED", {})
   x, y = blobs()
   model = softmax_regression()
   params = model.init(KEY, (5,))
-  counts = []
-  for epochs in (1, 4):
+
+  def traces_of(**kw):
     traces.clear()
-    training.fit(model, params, x, y, loss="sparse_categorical_crossentropy", epochs=epochs, batch_size=10,
-                 verbose=0)
-    counts.append(len(traces))
-  assert counts[0] == counts[1] > 0  # traced a fixed number of times per fit, not once per epoch or batch
+    training.fit(model, params, x, y, loss="sparse_categorical_crossentropy", verbose=0, **kw)
+    return len(traces)
+
+  first = traces_of(epochs=4, batch_size=10)
+  assert first > 0  # traced while compiling, a fixed number of times, not once per epoch or batch
+  assert traces_of(epochs=2, batch_size=10) == 0  # same model, shapes and optimizer: the program is reused
+  assert traces_of(epochs=1, batch_size=16) == first  # a new batch size is a new program
+  assert traces_of(epochs=1, batch_size=16, optimizer="sgd") == first  # so is another optimizer
 
 
 def test_jit_and_no_jit_agree():
