@@ -126,16 +126,13 @@ def _steps(state: training.TrainState, x: jax.Array, y: jax.Array, key: jax.Arra
            loss: losses_lib.Loss, batch_size: int, epochs: int) -> tuple[training.TrainState, jax.Array, jax.Array]:
   """Runs `training.train_step` over shuffled batches; returns the batch loss and the full loss per step."""
   n = x.shape[0]
-  per_epoch = -(-n // batch_size)
-  pad = per_epoch * batch_size - n
 
-  def epoch_order(e):
-    order = jax.random.permutation(jax.random.fold_in(key, e), n)
+  def epoch_batches(e):
     # A short last batch is padded and masked out, as fit does, so every step has one shape.
-    return jnp.concatenate([order, jnp.zeros((pad,), order.dtype)]).reshape(per_epoch, batch_size)
+    return training.batch_indices(n, batch_size, jax.random.permutation(jax.random.fold_in(key, e), n))
 
-  idx = jax.vmap(epoch_order)(jnp.arange(epochs)).reshape(-1, batch_size)
-  mask = jnp.tile((jnp.arange(per_epoch * batch_size) < n).reshape(per_epoch, batch_size), (epochs, 1))
+  idx, mask = jax.vmap(epoch_batches)(jnp.arange(epochs))
+  idx, mask = idx.reshape(-1, batch_size), mask.reshape(-1, batch_size)
   step = functools.partial(training.train_step, model=model, loss=loss)
 
   def body(st, batch):

@@ -85,8 +85,11 @@ def _finalize(stats: dict[str, PyTree], metrics: tuple[metrics_lib.Metric, ...])
   return out
 
 
-def _batch_indices(n: int, batch_size: int, order: Array) -> tuple[Array, Array]:
-  """`order` padded to whole batches: (num_batches, batch_size) indices and the matching validity mask."""
+def batch_indices(n: int, batch_size: int, order: Array) -> tuple[Array, Array]:
+  """`order` padded to whole batches: (num_batches, batch_size) indices and the matching validity mask.
+
+  The last partial batch is filled with index 0 and masked out, so every step of an epoch has one shape.
+  """
   num_batches = -(-n // batch_size)
   pad = num_batches * batch_size - n
   idx = jnp.concatenate([order, jnp.zeros((pad,), order.dtype)])
@@ -139,7 +142,7 @@ def train_epoch(state: TrainState, x: Array, y: Array, sample_weight: Array, *, 
     order = jax.random.permutation(shuffle_key, n)
   else:
     order = jnp.arange(n)
-  idx, valid = _batch_indices(n, batch_size, order)
+  idx, valid = batch_indices(n, batch_size, order)
   step = functools.partial(train_step, model=model, loss=loss, metrics=metrics)
 
   def body(st, batch):
@@ -157,7 +160,7 @@ def eval_totals(params: PyTree, model_state: PyTree, x: Array, y: Array, *, mode
                 metrics: tuple[metrics_lib.Metric, ...], batch_size: int) -> dict[str, PyTree]:
   """Summed loss / metric statistics over (x, y) at inference, in batches (one program)."""
   n = x.shape[0]
-  idx, valid = _batch_indices(n, batch_size, jnp.arange(n))
+  idx, valid = batch_indices(n, batch_size, jnp.arange(n))
   penalty = model.regularization(params)
 
   def body(carry, batch):
@@ -198,7 +201,7 @@ def _compiled(fn: Any, args: tuple[Any, ...], static: dict[str, Any]) -> tuple[A
 @functools.partial(jax.jit, static_argnames=("model", "batch_size"))
 def _predict_batches(params, model_state, x, *, model, batch_size):
   n = x.shape[0]
-  idx, _ = _batch_indices(n, batch_size, jnp.arange(n))
+  idx, _ = batch_indices(n, batch_size, jnp.arange(n))
   out = jax.lax.map(lambda i: model.apply(params, jnp.take(x, i, axis=0), state=model_state), idx)
   return out.reshape(-1, *out.shape[2:])[:n]
 
