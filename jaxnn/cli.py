@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import tempfile
@@ -52,7 +53,7 @@ def write_json(path: str, obj: Any) -> str:
   os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; results are ordinary files
   try:
     with os.fdopen(fd, "w") as f:
-      json.dump(obj, f, indent=2, sort_keys=False)
+      json.dump(_finite(obj), f, indent=2, sort_keys=False, allow_nan=False)
       f.write("\n")
     os.replace(tmp, path)
   except BaseException:
@@ -60,6 +61,17 @@ def write_json(path: str, obj: Any) -> str:
       os.unlink(tmp)
     raise
   return path
+
+
+def _finite(obj: Any) -> Any:
+  """NaN and infinities become null: strict JSON has no spelling for them."""
+  if isinstance(obj, float) and not math.isfinite(obj):
+    return None
+  if isinstance(obj, dict):
+    return {k: _finite(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [_finite(v) for v in obj]
+  return obj
 
 
 def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:

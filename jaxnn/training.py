@@ -43,6 +43,17 @@ class TrainState(train_state.TrainState):
   model_state: PyTree = dataclasses.field(default_factory=dict)
 
 
+@dataclasses.dataclass(frozen=True)
+class _ModelApply:
+  """`model.apply` that compares equal for equal models (bound methods compare by identity), so two fits of
+  equal models share compiled programs."""
+
+  model: Sequential
+
+  def __call__(self, params: PyTree, x: Array, **kwargs: Any) -> Array:
+    return self.model.apply(params, x, **kwargs)
+
+
 def create_train_state(model: Sequential, params: PyTree, optimizer: Any = "adam", *,
                        key: Array | None = None, model_state: PyTree | None = None) -> TrainState:
   """Builds the optimizer (frozen params get zero updates) and wraps everything in a TrainState.
@@ -61,7 +72,7 @@ def create_train_state(model: Sequential, params: PyTree, optimizer: Any = "adam
     tx = optax.multi_transform({"trainable": tx, "frozen": optax.set_to_zero()}, labels)
   if key is None:
     key = jax.random.key(0)
-  return TrainState.create(apply_fn=model.apply, params=params, tx=tx, key=key,
+  return TrainState.create(apply_fn=_ModelApply(model), params=params, tx=tx, key=key,
                            epoch=jnp.zeros((), jnp.int32), model_state=model_state or {})
 
 
