@@ -21,24 +21,17 @@ predictions.png, misclassified.png.
 from __future__ import annotations
 
 import dataclasses
-import os
-import time
 from typing import Sequence
 
 import jax
-import numpy as np
 
 from experiments import common
 from jaxnn import cli
-from jaxnn import metrics as metrics_lib
 from jaxnn import optimizers
-from jaxnn import plots
-from jaxnn import training
 from jaxnn.layers import Dense, Dropout
 from jaxnn.models import Sequential
 
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                   "Ankle boot")
+FASHION_CLASSES = common.FASHION_CLASSES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,11 +69,7 @@ def build_models(config: Config, num_classes: int) -> dict[str, Sequential]:
 
 def make_optimizer(config: Config, steps: int) -> optimizers.OptimizerConfig:
   """The configured optimizer; with the cosine schedule its learning rate decays to 0 over `steps`."""
-  if config.schedule == "constant":
-    return optimizers.OptimizerConfig(name=config.optimizer, learning_rate=config.learning_rate)
-  initial = config.learning_rate or optimizers.OptimizerConfig(name=config.optimizer).resolved()["learning_rate"]
-  return optimizers.OptimizerConfig(name=config.optimizer, schedule={
-      "name": "cosine_decay", "initial_learning_rate": initial, "decay_steps": steps})
+  return common.make_optimizer(config.optimizer, config.learning_rate, config.schedule, steps)
 
 
 def parse_args(argv: Sequence[str] | None) -> Config:
@@ -110,70 +99,18 @@ def main(argv: Sequence[str] | None = None) -> dict:
   config = parse_args(argv)
   # Resolve the optimizer first: a bad name or learning rate fails before any data is read.
   optimizers.make(make_optimizer(config, steps=1))
-  dataset_name = common.dataset_name(config.dataset, config.data_dir)
   ds, x_train, x_test = common.load_flat(config)
-  y_train, y_test = ds.y_train, ds.y_test
-  class_names = FASHION_CLASSES if "fashion" in dataset_name.lower() else None
   print(f"{ds.describe()}")
 
   key = jax.random.key(config.seed)
-  results, histories, trained = {}, {}, {}
+  trained = {}
   for i, (name, model) in enumerate(build_models(config, ds.num_classes).items()):
     epochs = config.epochs_a if name == "A" else config.epochs_b
-    params = model.init(jax.random.fold_in(key, 2 * i), x_train.shape[1:])
-    batch_size = min(config.batch_size, len(x_train))
-    n_fit = len(x_train) - int(len(x_train) * config.validation_split)
-    optimizer = make_optimizer(config, steps=epochs * -(-n_fit // batch_size))
-    if config.verbose:
-      print(model.summary(x_train.shape[1:], params))
-    start = time.perf_counter()
-    state, history = training.fit(
-        model, params, x_train, y_train, loss="sparse_categorical_crossentropy", optimizer=optimizer,
-        metrics=["accuracy"], epochs=epochs, batch_size=batch_size,
-        validation_split=config.validation_split, key=jax.random.fold_in(key, 2 * i + 1),
-        verbose=config.verbose)
-    train_seconds = time.perf_counter() - start
-    test = training.evaluate(model, state.params, x_test, y_test, loss="sparse_categorical_crossentropy",
-                             metrics=["accuracy"])
-    results[name] = {
-        "model": model.config(), "params": model.count_params(state.params),
-        "test_accuracy": test["accuracy"], "test_loss": test["loss"], "epochs": len(history.epoch),
-        "train_seconds": train_seconds, "compile_seconds": history.compile_seconds,
-        "history": history.history,
-    }
-    histories[f"model {name}"] = history.history
-    trained[name] = (model, state.params)
-
+    trained[name] = common.train(model, x_train, ds.y_train, config=config, epochs=epochs,
+                                 init_key=jax.random.fold_in(key, 2 * i),
+                                 fit_key=jax.random.fold_in(key, 2 * i + 1))
   # Predictions of the better model: classes, confusion matrix, examples, mistakes.
-  model, params = trained["B"]
-  probs = training.predict(model, params, x_test)
-  pred = probs.argmax(-1)
-  cm = np.asarray(metrics_lib.confusion_matrix(y_test, pred, ds.num_classes))
-  wrong = np.flatnonzero(pred != y_test)
-  out = config.out
-  files = [
-      plots.history_curves(histories, "loss", os.path.join(out, "loss.png"), title=f"{dataset_name}: loss"),
-      plots.history_curves(histories, "accuracy", os.path.join(out, "accuracy.png"),
-                           title=f"{dataset_name}: accuracy"),
-      plots.confusion_matrix(cm, os.path.join(out, "confusion_matrix.png"), class_names=class_names,
-                             title=f"model B on {ds.n_test} test images"),
-      plots.image_grid(ds.x_test[:32], pred[:32], os.path.join(out, "predictions.png"), true_labels=y_test[:32],
-                       class_names=class_names, title="model B: predicted labels (red: wrong)"),
-      plots.image_grid(ds.x_test[wrong[:32]], pred[wrong[:32]], os.path.join(out, "misclassified.png"),
-                       true_labels=y_test[wrong[:32]], class_names=class_names,
-                       title=f"model B: {len(wrong)} of {ds.n_test} misclassified (first 32)"),
-  ]
-  summary = {
-      "dataset": dataset_name, "source": ds.source, "n_train": int(len(x_train)), "n_test": int(len(x_test)),
-      "config": dataclasses.asdict(config), "jax_backend": jax.default_backend(),
-      "models": results, "confusion_matrix_B": cm.tolist(),
-      "plots": [os.path.basename(f) for f in files],
-  }
-  print()
-  return common.finish(out, summary,
-                       [(n, r["params"], r["epochs"], r["train_seconds"], r["test_loss"], r["test_accuracy"])
-                        for n, r in results.items()],
-                       header=("model", "params", "epochs", "train_s", "test_loss", "test_accuracy"))
+  return common.report(config, ds, x_test, trained, plot_model="B")
 
 
 if __name__ == "__main__":

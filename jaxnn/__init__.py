@@ -5,14 +5,28 @@ semantics, optimizers are optax, and `fit` runs each epoch as one compiled progr
 """
 
 from jaxnn import activations
+from jaxnn import convolutional
 from jaxnn import constraints
 from jaxnn import data
 from jaxnn import initializers
 from jaxnn import losses
 from jaxnn import metrics
 from jaxnn import optimizers
+from jaxnn import recurrent
 from jaxnn import regularizers
 from jaxnn import training
+from jaxnn.convolutional import AveragePooling1D
+from jaxnn.convolutional import AveragePooling2D
+from jaxnn.convolutional import BatchNormalization
+from jaxnn.convolutional import Conv1D
+from jaxnn.convolutional import Conv2D
+from jaxnn.convolutional import GlobalAveragePooling1D
+from jaxnn.convolutional import GlobalAveragePooling2D
+from jaxnn.convolutional import GlobalMaxPooling1D
+from jaxnn.convolutional import GlobalMaxPooling2D
+from jaxnn.convolutional import MaxPooling1D
+from jaxnn.convolutional import MaxPooling2D
+from jaxnn.convolutional import Reshape
 from jaxnn.errors import DataError
 from jaxnn.errors import JaxnnError
 from jaxnn.layers import Activation
@@ -22,6 +36,10 @@ from jaxnn.layers import Flatten
 from jaxnn.layers import Layer
 from jaxnn.models import Sequential
 from jaxnn.optimizers import OptimizerConfig
+from jaxnn.recurrent import GRU
+from jaxnn.recurrent import LSTM
+from jaxnn.recurrent import Bidirectional
+from jaxnn.recurrent import SimpleRNN
 from jaxnn.training import EarlyStopping
 from jaxnn.training import History
 from jaxnn.training import TrainState
@@ -35,6 +53,9 @@ from jaxnn.training import train_step
 __version__ = "0.1.0"
 
 __all__ = [
+    "AveragePooling1D", "AveragePooling2D", "BatchNormalization", "Bidirectional", "Conv1D", "Conv2D", "GRU",
+    "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "LSTM",
+    "MaxPooling1D", "MaxPooling2D", "Reshape", "SimpleRNN", "convolutional", "recurrent",
     "Activation", "DataError", "Dense", "Dropout", "EarlyStopping", "Flatten", "History", "JaxnnError", "Layer",
     "OptimizerConfig", "Sequential", "TrainState", "activations", "constraints", "create_train_state", "data",
     "evaluate", "fit", "initializers", "losses", "metrics", "optimizers", "predict", "predict_classes",

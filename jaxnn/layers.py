@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, ClassVar, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -37,9 +37,16 @@ class Layer:
 
   @property
   def kind(self) -> str:
-    """Snake-case layer type, used for parameter names (`dense_0`)."""
+    """Snake-case layer type, used for parameter names (`dense_0`, `conv2d_0`, `simple_rnn_0`)."""
     name = type(self).__name__
-    return "".join("_" + c.lower() if c.isupper() and i else c.lower() for i, c in enumerate(name))
+    out = []
+    for i, c in enumerate(name):
+      # A capital starts a word after a lowercase letter, or when it ends an acronym ("RNNCell" -> rnn_cell);
+      # acronyms and digits stay attached ("Conv2D" -> conv2d, "LSTM" -> lstm).
+      after_lower = i > 0 and name[i - 1].islower()
+      ends_acronym = 0 < i < len(name) - 1 and name[i - 1].isupper() and name[i + 1].islower()
+      out.append("_" + c.lower() if c.isupper() and (after_lower or ends_acronym) else c.lower())
+    return "".join(out)
 
   def init(self, key: Array, input_shape: Shape) -> tuple[Params, Shape]:
     del key
@@ -90,10 +97,14 @@ class Layer:
     return out
 
 
+# Config fields resolved by name, recognized by their suffix (`kernel_initializer`, `recurrent_activation` ...).
+_NAMED_FIELDS = (("activation", activations), ("_initializer", initializers), ("_regularizer", regularizers),
+                 ("_constraint", constraints))
+
+
 def _serialize(field: str, value: Any) -> Any:
   """Readable form of a config value; names are resolved so defaults show (`l2` -> {"name": "l2", "l2": 0.01})."""
-  for suffix, module in (("activation", activations), ("_initializer", initializers),
-                         ("_regularizer", regularizers), ("_constraint", constraints)):
+  for suffix, module in _NAMED_FIELDS:
     if field.endswith(suffix):
       return module.serialize(module.get(value))
   if isinstance(value, tuple):
@@ -101,8 +112,63 @@ def _serialize(field: str, value: Any) -> Any:
   return value
 
 
+def check_names(layer: Layer) -> None:
+  """Resolves every activation / initializer / regularizer / constraint field of a layer config.
+
+  Called from `__post_init__` so that a typo fails at construction, listing the valid names. A dict form
+  ({"name": "max_norm", "max_value": 1.0}) is replaced by the object it describes, so the config stays
+  hashable (models are static arguments of compiled functions).
+  """
+  for f in dataclasses.fields(layer):  # type: ignore[arg-type]
+    for suffix, module in _NAMED_FIELDS:
+      if f.name.endswith(suffix):
+        value = getattr(layer, f.name)
+        resolved = module.get(value)
+        if isinstance(value, Mapping):
+          object.__setattr__(layer, f.name, resolved)
+
+
+class WeightPenalties:
+  """Keras' per-weight regularizers and constraints plus the activity regularizer, for layer configs.
+
+  `_WEIGHTS` maps a param name to the prefix of its config fields: {"kernel": "kernel"} reads
+  `kernel_regularizer` and `kernel_constraint`; a layer without a given param (no bias) skips it. Mix in
+  before `Layer`: `class Dense(WeightPenalties, Layer)`.
+  """
+
+  _WEIGHTS: ClassVar[Mapping[str, str]] = {"kernel": "kernel", "bias": "bias"}
+
+  def _penalized(self, params: Params, name: str) -> Array:
+    """The array a weight regularizer sees (Dense with LoRA penalizes the effective kernel)."""
+    return params[name]
+
+  def regularization(self, params: Params) -> Array:
+    total = jnp.zeros((), jnp.float32)
+    for name, prefix in self._WEIGHTS.items():
+      reg = regularizers.get(getattr(self, f"{prefix}_regularizer"))
+      if reg is not None and name in params:
+        total = total + reg(self._penalized(params, name))
+    return total
+
+  def activity_penalty(self, outputs: Array) -> Array:
+    reg = regularizers.get(getattr(self, "activity_regularizer", None))
+    if reg is None:
+      return jnp.zeros((), jnp.float32)
+    return reg(outputs) / outputs.shape[0]
+
+  def constrain(self, params: Params) -> Params:
+    params = dict(params)
+    trainable = self.trainable(params)  # type: ignore[attr-defined]
+    for name, prefix in self._WEIGHTS.items():
+      con = constraints.get(getattr(self, f"{prefix}_constraint"))
+      # A frozen array (a LoRA base kernel) is never updated, so it is never projected either.
+      if con is not None and name in params and trainable[name]:
+        params[name] = con(params[name])
+    return params
+
+
 @dataclasses.dataclass(frozen=True)
-class Dense(Layer):
+class Dense(WeightPenalties, Layer):
   """Densely connected layer: `activation(x @ kernel + bias)`, Keras arguments.
 
   With `lora_rank`, the base kernel is frozen and a trainable low-rank update is learned:
@@ -127,14 +193,7 @@ class Dense(Layer):
     _check_positive_int("Dense", "units", self.units)
     if self.lora_rank is not None:
       _check_positive_int("Dense", "lora_rank", self.lora_rank)
-    # Resolve every name now so a typo fails at construction, listing the valid names.
-    activations.get(self.activation)
-    initializers.get(self.kernel_initializer)
-    initializers.get(self.bias_initializer)
-    for reg in (self.kernel_regularizer, self.bias_regularizer, self.activity_regularizer):
-      regularizers.get(reg)
-    for con in (self.kernel_constraint, self.bias_constraint):
-      constraints.get(con)
+    check_names(self)
 
   def output_shape(self, input_shape: Shape) -> Shape:
     if len(input_shape) < 1:
@@ -172,31 +231,8 @@ class Dense(Layer):
       y = y + params["bias"]
     return activations.get(self.activation)(y)
 
-  def regularization(self, params):
-    total = jnp.zeros((), jnp.float32)
-    kernel_reg = regularizers.get(self.kernel_regularizer)
-    if kernel_reg is not None:
-      total = total + kernel_reg(self.kernel(params))
-    bias_reg = regularizers.get(self.bias_regularizer)
-    if bias_reg is not None and self.use_bias:
-      total = total + bias_reg(params["bias"])
-    return total
-
-  def activity_penalty(self, outputs):
-    reg = regularizers.get(self.activity_regularizer)
-    if reg is None:
-      return jnp.zeros((), jnp.float32)
-    return reg(outputs) / outputs.shape[0]
-
-  def constrain(self, params):
-    params = dict(params)
-    kernel_con = constraints.get(self.kernel_constraint)
-    if kernel_con is not None and self.lora_rank is None:
-      params["kernel"] = kernel_con(params["kernel"])
-    bias_con = constraints.get(self.bias_constraint)
-    if bias_con is not None and self.use_bias:
-      params["bias"] = bias_con(params["bias"])
-    return params
+  def _penalized(self, params, name):
+    return self.kernel(params) if name == "kernel" else params[name]
 
   def trainable(self, params):
     return {k: not (k == "kernel" and self.lora_rank is not None) for k in params}

@@ -1,0 +1,269 @@
+"""Recurrent layers: SimpleRNN, LSTM, GRU (Keras 3 arguments and gate layout) and the Bidirectional wrapper.
+
+Inputs are (T, F) per example, (batch, T, F) batched. The input projection `x @ kernel + bias` is one matmul
+over every time step; only the recurrent part runs in `jax.lax.scan` over time. Outputs are the last hidden
+state (units,), or every step's (T, units) with `return_sequences`. Params: `kernel` (F, G * units),
+`recurrent_kernel` (units, G * units) and `bias`, the G gate blocks in Keras' order (LSTM: i, f, c, o;
+GRU: z, r, h), so weights carry over from Keras unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+
+from jaxnn import activations
+from jaxnn import initializers
+from jaxnn.errors import JaxnnError
+from jaxnn.layers import Layer, WeightPenalties, _check_positive_int, check_names
+
+Array = jax.Array
+Params = dict[str, Any]
+Shape = tuple[int, ...]
+Carry = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class _Recurrent(WeightPenalties, Layer):
+  """Shared config and time loop; subclasses define the gates (`_GATES`) and one step of the cell."""
+
+  units: int
+  activation: Any = "tanh"
+  use_bias: bool = True
+  return_sequences: bool = False
+  go_backwards: bool = False
+  unroll: bool | int = False
+  kernel_initializer: Any = "glorot_uniform"
+  recurrent_initializer: Any = "orthogonal"
+  bias_initializer: Any = "zeros"
+  kernel_regularizer: Any = None
+  recurrent_regularizer: Any = None
+  bias_regularizer: Any = None
+  activity_regularizer: Any = None
+  kernel_constraint: Any = None
+  recurrent_constraint: Any = None
+  bias_constraint: Any = None
+
+  _GATES: ClassVar[int] = 1
+  _WEIGHTS: ClassVar[dict[str, str]] = {"kernel": "kernel", "recurrent_kernel": "recurrent", "bias": "bias"}
+
+  def __post_init__(self):
+    _check_positive_int(type(self).__name__, "units", self.units)
+    check_names(self)
+
+  @property
+  def _where(self) -> str:
+    return f"{type(self).__name__}({self.units})"
+
+  def output_shape(self, input_shape: Shape) -> Shape:
+    if len(input_shape) != 2:
+      raise JaxnnError(f"{self._where}: expected inputs (T, F), got shape {tuple(input_shape)}")
+    return (input_shape[0], self.units) if self.return_sequences else (self.units,)
+
+  def _init_bias(self, key: Array) -> Array:
+    return initializers.get(self.bias_initializer)(key, (self._GATES * self.units,), jnp.float32)
+
+  def init(self, key: Array, input_shape: Shape) -> tuple[Params, Shape]:
+    out_shape = self.output_shape(input_shape)
+    k_kernel, k_recurrent, k_bias = jax.random.split(key, 3)
+    width = self._GATES * self.units
+    params = {
+        "kernel": initializers.get(self.kernel_initializer)(k_kernel, (input_shape[-1], width), jnp.float32),
+        "recurrent_kernel": initializers.get(self.recurrent_initializer)(k_recurrent, (self.units, width),
+                                                                         jnp.float32),
+    }
+    if self.use_bias:
+      params["bias"] = self._init_bias(k_bias)
+    return params, out_shape
+
+  def _input_bias(self, params: Params) -> Array | float:
+    return params["bias"] if self.use_bias else 0.0
+
+  def _initial_carry(self, batch: int, dtype: Any) -> Carry:
+    return jnp.zeros((batch, self.units), dtype)
+
+  def _step(self, params: Params, carry: Carry, xw: Array) -> tuple[Carry, Array]:
+    """One time step: (carry, projected input (batch, G * units)) -> (carry, hidden state (batch, units))."""
+    raise NotImplementedError
+
+  def apply(self, params, x, *, training=False, key=None):
+    del training, key
+    if x.ndim != 3 or x.shape[-1] != params["kernel"].shape[0]:
+      raise JaxnnError(f"{self._where}: expected inputs (batch, T, {params['kernel'].shape[0]}), got shape "
+                       f"{tuple(x.shape)}")
+    # Project every step's input at once (one large matmul) and scan time-major over the projections.
+    xw_TxBxG = jnp.swapaxes(x @ params["kernel"] + self._input_bias(params), 0, 1)
+    if self.go_backwards:
+      xw_TxBxG = jnp.flip(xw_TxBxG, 0)
+
+    def step(carry, xw_BxG):
+      carry, h_BxU = self._step(params, carry, xw_BxG)
+      return carry, (h_BxU if self.return_sequences else None)
+
+    carry, hs_TxBxU = jax.lax.scan(step, self._initial_carry(x.shape[0], xw_TxBxG.dtype), xw_TxBxG,
+                                   unroll=self.unroll)
+    if self.return_sequences:
+      return jnp.swapaxes(hs_TxBxU, 0, 1)  # go_backwards: in processing (reversed) order, as Keras
+    return carry[0] if isinstance(carry, tuple) else carry
+
+
+@dataclasses.dataclass(frozen=True)
+class SimpleRNN(_Recurrent):
+  """Fully connected recurrence: `h_t = activation(x_t @ kernel + h_{t-1} @ recurrent_kernel + bias)`."""
+
+  def _step(self, params, carry, xw):
+    h = activations.get(self.activation)(xw + carry @ params["recurrent_kernel"])
+    return h, h
+
+
+@dataclasses.dataclass(frozen=True)
+class LSTM(_Recurrent):
+  """Long short-term memory (Hochreiter & Schmidhuber 1997), Keras' formulation.
+
+  Gates i, f, o = recurrent_activation(.), candidate g = activation(.), each of `x_t @ kernel +
+  h_{t-1} @ recurrent_kernel + bias`; `c_t = f * c_{t-1} + i * g` and `h_t = o * activation(c_t)`.
+  `unit_forget_bias` starts the forget gate's bias at 1 (Jozefowicz et al. 2015) so memory is kept early on.
+  """
+
+  recurrent_activation: Any = "sigmoid"
+  unit_forget_bias: bool = True
+
+  _GATES: ClassVar[int] = 4
+
+  def _init_bias(self, key):
+    bias = super()._init_bias(key)
+    if self.unit_forget_bias:
+      bias = bias.at[self.units:2 * self.units].set(1.0)
+    return bias
+
+  def _initial_carry(self, batch, dtype):
+    zeros = jnp.zeros((batch, self.units), dtype)
+    return zeros, zeros  # (h, c): apply returns carry[0]
+
+  def _step(self, params, carry, xw):
+    h, c = carry
+    z = xw + h @ params["recurrent_kernel"]
+    i, f, g, o = jnp.split(z, 4, axis=-1)
+    act, gate = activations.get(self.activation), activations.get(self.recurrent_activation)
+    c = gate(f) * c + gate(i) * act(g)
+    h = gate(o) * act(c)
+    return (h, c), h
+
+
+@dataclasses.dataclass(frozen=True)
+class GRU(_Recurrent):
+  """Gated recurrent unit (Cho et al. 2014), Keras 3's formulation (default `reset_after=True`).
+
+  `z, r = recurrent_activation(.)`, `h_t = z * h_{t-1} + (1 - z) * activation(x_h + r * (h_{t-1} @ R_h + b_h))`
+  with reset_after (bias of shape (2, 3 * units): input bias, recurrent bias), or
+  `activation(x_h + (r * h_{t-1}) @ R_h)` without it (bias (3 * units,)).
+  """
+
+  recurrent_activation: Any = "sigmoid"
+  reset_after: bool = True
+
+  _GATES: ClassVar[int] = 3
+
+  def _init_bias(self, key):
+    if not self.reset_after:
+      return super()._init_bias(key)
+    return initializers.get(self.bias_initializer)(key, (2, 3 * self.units), jnp.float32)
+
+  def _input_bias(self, params):
+    if not self.use_bias:
+      return 0.0
+    return params["bias"][0] if self.reset_after else params["bias"]
+
+  def _step(self, params, carry, xw):
+    h, kernel, u = carry, params["recurrent_kernel"], self.units
+    act, gate = activations.get(self.activation), activations.get(self.recurrent_activation)
+    x_z, x_r, x_h = jnp.split(xw, 3, axis=-1)
+    if self.reset_after:
+      hr = h @ kernel
+      if self.use_bias:
+        hr = hr + params["bias"][1]
+      h_z, h_r, h_h = jnp.split(hr, 3, axis=-1)
+      z, r = gate(x_z + h_z), gate(x_r + h_r)
+      candidate = act(x_h + r * h_h)
+    else:
+      h_z, h_r = jnp.split(h @ kernel[:, :2 * u], 2, axis=-1)
+      z, r = gate(x_z + h_z), gate(x_r + h_r)
+      candidate = act(x_h + (r * h) @ kernel[:, 2 * u:])
+    h = z * h + (1.0 - z) * candidate
+    return h, h
+
+
+_MERGE_MODES = ("concat", "sum", "ave", "mul")
+
+
+@dataclasses.dataclass(frozen=True)
+class Bidirectional(Layer):
+  """Runs a recurrent layer forward and a copy of it backward over time, and merges the two outputs.
+
+  Params are `{"forward": ..., "backward": ...}` (independent weights). With `return_sequences`, the
+  backward outputs are flipped back so that step t of both directions lines up before merging.
+  """
+
+  layer: _Recurrent
+  merge_mode: str = "concat"
+
+  def __post_init__(self):
+    if not isinstance(self.layer, _Recurrent):
+      raise JaxnnError(f"Bidirectional: expected a recurrent layer (SimpleRNN, LSTM, GRU), got "
+                       f"{type(self.layer).__name__}")
+    if self.merge_mode not in _MERGE_MODES:
+      raise JaxnnError(f"Bidirectional: merge_mode must be one of {list(_MERGE_MODES)}, got {self.merge_mode!r}")
+    # The activity penalty is computed on the merged output: it equals the sum of both directions' penalties
+    # only when the outputs are concatenated (L1 / L2 sum over elements).
+    if self.layer.activity_regularizer is not None and self.merge_mode != "concat":
+      raise JaxnnError("Bidirectional: a wrapped layer's activity_regularizer needs merge_mode='concat'")
+
+  @property
+  def backward_layer(self) -> _Recurrent:
+    return dataclasses.replace(self.layer, go_backwards=not self.layer.go_backwards)
+
+  def output_shape(self, input_shape):
+    shape = self.layer.output_shape(input_shape)
+    return (*shape[:-1], 2 * shape[-1]) if self.merge_mode == "concat" else shape
+
+  def init(self, key, input_shape):
+    k_forward, k_backward = jax.random.split(key)
+    forward, _ = self.layer.init(k_forward, input_shape)
+    backward, _ = self.backward_layer.init(k_backward, input_shape)
+    return {"forward": forward, "backward": backward}, self.output_shape(input_shape)
+
+  def apply(self, params, x, *, training=False, key=None):
+    y_f = self.layer.apply(params["forward"], x, training=training, key=key)
+    y_b = self.backward_layer.apply(params["backward"], x, training=training, key=key)
+    if self.layer.return_sequences:
+      y_b = jnp.flip(y_b, axis=1)
+    if self.merge_mode == "concat":
+      return jnp.concatenate([y_f, y_b], axis=-1)
+    if self.merge_mode == "sum":
+      return y_f + y_b
+    if self.merge_mode == "ave":
+      return 0.5 * (y_f + y_b)
+    return y_f * y_b
+
+  def regularization(self, params):
+    return self.layer.regularization(params["forward"]) + self.backward_layer.regularization(params["backward"])
+
+  def activity_penalty(self, outputs):
+    return self.layer.activity_penalty(outputs)
+
+  def constrain(self, params):
+    return {"forward": self.layer.constrain(params["forward"]),
+            "backward": self.backward_layer.constrain(params["backward"])}
+
+  def trainable(self, params):
+    return {"forward": self.layer.trainable(params["forward"]),
+            "backward": self.backward_layer.trainable(params["backward"])}
+
+  def config(self):
+    out = {"layer": {"type": type(self.layer).__name__, **self.layer.config()}}
+    if self.merge_mode != "concat":
+      out["merge_mode"] = self.merge_mode
+    return out
