@@ -65,7 +65,7 @@ def _values(name: str, value: Any) -> np.ndarray | None:
   low, high, _ = _RANGES[name]
   bad = arr[~(np.isfinite(arr) & (arr >= low) & (arr < high))]
   if bad.size:
-    raise JaxnnError(f"fit_many: {name} values must be in [{low}, {high}), found {bad[0]!r}")
+    raise JaxnnError(f"fit_many: {name} values must be in [{low}, {high}), found {float(bad[0])}")
   return arr
 
 
@@ -79,10 +79,15 @@ def _seeds(seeds: Any) -> np.ndarray:
 
 
 def _set_hyperparam(opt_state: PyTree, name: str, value: Array) -> PyTree:
-  if not optax.tree_utils.tree_get_all_with_path(opt_state, name):
+  """Sets `name` in every `inject_hyperparams` state; raises if it is absent or follows a schedule."""
+  found = [getattr(path[-2], "name", None) for path, _ in optax.tree_utils.tree_get_all_with_path(opt_state, name)
+           if len(path) >= 2]
+  # A scheduled value sits in `hyperparams` too, but is recomputed from `hyperparams_states` every step.
+  if "hyperparams" not in found or "hyperparams_states" in found:
     raise JaxnnError(f"fit_many: the optimizer holds no {name!r} to set per model (schedules and plain optax "
                      "transformations cannot be swept; pass an optimizer name or an OptimizerConfig)")
-  return optax.tree_utils.tree_set(opt_state, **{name: value})
+  in_hyperparams = lambda path, _: len(path) >= 2 and getattr(path[-2], "name", None) == "hyperparams"
+  return optax.tree_utils.tree_set(opt_state, in_hyperparams, **{name: value})
 
 
 def _optimizer(optimizer: Any, weight_decay: np.ndarray | None) -> Any:
@@ -95,6 +100,22 @@ def _optimizer(optimizer: Any, weight_decay: np.ndarray | None) -> Any:
   return optimizer
 
 
+@functools.partial(jax.jit, static_argnames=("model", "tx", "input_shape"))
+def _init_many(seeds, opt_values, *, model, tx, input_shape):
+  """K initial TrainStates: params from each seed's init key, the optimizer's swept values set per model."""
+
+  def init_one(seed, values):
+    init_key, fit_key = seed_keys(seed)
+    state = training.create_train_state(model, model.init(init_key, input_shape), tx, key=fit_key,
+                                        model_state=model.init_state(input_shape))
+    opt_state = state.opt_state
+    for name, value in values.items():
+      opt_state = _set_hyperparam(opt_state, name, value)
+    return state.replace(opt_state=opt_state)
+
+  return jax.vmap(init_one)(seeds, opt_values)
+
+
 def _many_epoch(states, x, y, sample_weight, hparams, *, model, loss, metrics, batch_size, shuffle):
   """`training.train_epoch` for K models at once: states and hparams carry a leading K axis; data is shared."""
   epoch = functools.partial(training.train_epoch, model=model, loss=loss, metrics=metrics, batch_size=batch_size,
@@ -102,9 +123,9 @@ def _many_epoch(states, x, y, sample_weight, hparams, *, model, loss, metrics, b
   return jax.vmap(lambda st, hp: epoch(st, x, y, sample_weight, hparams=hp))(states, hparams)
 
 
-def _many_eval(params, model_state, x, y, *, model, loss, metrics, batch_size):
+def _many_eval(params, model_state, x, y, hparams, *, model, loss, metrics, batch_size):
   evaluate = functools.partial(training.eval_totals, model=model, loss=loss, metrics=metrics, batch_size=batch_size)
-  return jax.vmap(lambda p, s: evaluate(p, s, x, y))(params, model_state)
+  return jax.vmap(lambda p, s, hp: evaluate(p, s, x, y, hparams=hp))(params, model_state, hparams)
 
 
 _STATIC = ("model", "loss", "metrics", "batch_size")
@@ -189,18 +210,7 @@ def fit_many(model: Sequential, x: Any, y: Any, *, loss: Any, seeds: int | Seque
   tx = tx if isinstance(tx, optax.GradientTransformation) else optimizers.get(tx)
   opt_values = {k: jnp.asarray(given[k], jnp.float32) for k in ("learning_rate", "weight_decay") if k in given}
   hparams = {k: jnp.asarray(given[k], jnp.float32) for k in ("l2", "dropout_rate") if k in given}
-  input_shape = x.shape[1:]
-
-  def init_one(seed, values):
-    init_key, fit_key = seed_keys(seed)
-    state = training.create_train_state(model, model.init(init_key, input_shape), tx, key=fit_key,
-                                        model_state=model.init_state(input_shape))
-    opt_state = state.opt_state
-    for name, value in values.items():
-      opt_state = _set_hyperparam(opt_state, name, value)
-    return state.replace(opt_state=opt_state)
-
-  states = jax.jit(jax.vmap(init_one))(jnp.asarray(seed_arr), opt_values)
+  states = _init_many(jnp.asarray(seed_arr), opt_values, model=model, tx=tx, input_shape=x.shape[1:])
 
   x_d, y_d, w_d = jax.device_put((x, y, np.ones((n,), np.float32)))
   static = dict(model=model, loss=loss, metrics=metrics, batch_size=batch_size)
@@ -209,7 +219,8 @@ def fit_many(model: Sequential, x: Any, y: Any, *, loss: Any, seeds: int | Seque
   if validation_data is not None:
     xv_d, yv_d = jax.device_put((x_val, y_val))
     eval_static = dict(static, batch_size=min(eval_batch_size, len(x_val)))
-    eval_fn, _ = training._compiled(_many_eval_jit, (states.params, states.model_state, xv_d, yv_d), eval_static)
+    eval_fn, _ = training._compiled(_many_eval_jit, (states.params, states.model_state, xv_d, yv_d, hparams),
+                                    eval_static)
   compile_seconds = time.perf_counter() - start
   steps = -(-n // batch_size)
   histories = []
@@ -228,7 +239,7 @@ def fit_many(model: Sequential, x: Any, y: Any, *, loss: Any, seeds: int | Seque
     totals = jax.device_get(totals)
     val_totals = None
     if validation_data is not None:
-      val_totals = jax.device_get(eval_fn(states.params, states.model_state, xv_d, yv_d))
+      val_totals = jax.device_get(eval_fn(states.params, states.model_state, xv_d, yv_d, hparams))
     seconds = time.perf_counter() - t0
     lr = optimizers.learning_rate_of(states.opt_state)
     lr = None if lr is None else np.broadcast_to(np.asarray(lr), (num_models,))

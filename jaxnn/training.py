@@ -184,11 +184,17 @@ def train_epoch(state: TrainState, x: Array, y: Array, sample_weight: Array, *, 
 
 def eval_totals(params: PyTree, model_state: PyTree, x: Array, y: Array, *, model: Sequential,
                 loss: losses_lib.Loss,
-                metrics: tuple[metrics_lib.Metric, ...], batch_size: int) -> dict[str, PyTree]:
-  """Summed loss / metric statistics over (x, y) at inference, in batches (one program)."""
+                metrics: tuple[metrics_lib.Metric, ...], batch_size: int,
+                hparams: dict[str, Array] | None = None) -> dict[str, PyTree]:
+  """Summed loss / metric statistics over (x, y) at inference, in batches (one program).
+
+  The loss includes the weight penalties, and `hparams["l2"]`'s as `train_step` adds it.
+  """
   n = x.shape[0]
   idx, valid = batch_indices(n, batch_size, jnp.arange(n))
   penalty = model.regularization(params)
+  if hparams and "l2" in hparams:
+    penalty = penalty + hparams["l2"] * model.kernel_sum_of_squares(params)
 
   def body(carry, batch):
     idx_b, valid_b = batch
