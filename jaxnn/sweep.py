@@ -50,8 +50,11 @@ def seed_keys(seed: int) -> tuple[Array, Array]:
   return init_key, fit_key
 
 
-def _values(name: str, value: Any) -> np.ndarray | None:
-  """A hyperparameter as an array: () for one value shared by all models, (K,) for one per model."""
+def check_values(name: str, value: Any) -> np.ndarray | None:
+  """A swept hyperparameter as an array, () for one value shared by all models, (K,) for one per model;
+  raises JaxnnError for a bad one (name: learning_rate, weight_decay, l2 or dropout_rate)."""
+  if name not in _RANGES:
+    raise JaxnnError(f"fit_many: can sweep {sorted(_RANGES)}, got {name!r}")
   if value is None:
     return None
   if isinstance(value, (bool, str)):
@@ -194,7 +197,7 @@ def fit_many(model: Sequential, x: Any, y: Any, *, loss: Any, seeds: int | Seque
     y_val = training._check_xy(model, loss, x_val, validation_data[1], "validation_data")
 
   seed_arr = _seeds(seeds)
-  given = {k: _values(k, v) for k, v in dict(learning_rate=learning_rate, weight_decay=weight_decay, l2=l2,
+  given = {k: check_values(k, v) for k, v in dict(learning_rate=learning_rate, weight_decay=weight_decay, l2=l2,
                                                dropout_rate=dropout_rate).items()}
   given = {k: v for k, v in given.items() if v is not None}
   lengths = {k: len(v) for k, v in [("seeds", seed_arr), *given.items()] if v.ndim == 1}
