@@ -9,7 +9,8 @@ traced values, so sweeping their values never recompiles:
   dropout_rate                 replaces the rate of every Dropout layer of the model.
 Model k is the run `fit` does from `params = model.init(init_key, ...)` with `key=fit_key`
 (`init_key, fit_key = seed_keys(seeds[k])`) and the same hyperparameters: each model shuffles the data with
-its own key, as separate fits would. Early stopping and data parallelism are `fit`'s alone.
+its own key, as separate fits would, unless `data_seed` gives them one shared order. Early stopping and
+data parallelism are `fit`'s alone.
 
 Also here: per-example gradients and their norms (`jax.vmap` of `jax.grad` over single examples).
 """
@@ -119,11 +120,12 @@ def _init_many(seeds, opt_values, *, model, tx, input_shape):
   return jax.vmap(init_one)(seeds, opt_values)
 
 
-def _many_epoch(states, x, y, sample_weight, hparams, *, model, loss, metrics, batch_size, shuffle):
-  """`training.train_epoch` for K models at once: states and hparams carry a leading K axis; data is shared."""
+def _many_epoch(states, x, y, sample_weight, hparams, order_key, *, model, loss, metrics, batch_size, shuffle):
+  """`training.train_epoch` for K models at once: states and hparams carry a leading K axis; the data and
+  `order_key` (None: each model's own) are shared."""
   epoch = functools.partial(training.train_epoch, model=model, loss=loss, metrics=metrics, batch_size=batch_size,
                             shuffle=shuffle)
-  return jax.vmap(lambda st, hp: epoch(st, x, y, sample_weight, hparams=hp))(states, hparams)
+  return jax.vmap(lambda st, hp: epoch(st, x, y, sample_weight, hparams=hp, order_key=order_key))(states, hparams)
 
 
 def _many_eval(params, model_state, x, y, hparams, *, model, loss, metrics, batch_size):
@@ -140,7 +142,8 @@ def fit_many(model: Sequential, x: Any, y: Any, *, loss: Any, seeds: int | Seque
              learning_rate: Any = None, weight_decay: Any = None, l2: Any = None, dropout_rate: Any = None,
              optimizer: Any = "adam", metrics: Sequence[Any] = (), epochs: int = 1, batch_size: int = 32,
              validation_data: tuple[Any, Any] | None = None, validation_split: float = 0.0, shuffle: bool = True,
-             verbose: int = 0, eval_batch_size: int = 1024) -> tuple[training.TrainState, list[training.History]]:
+             data_seed: int | None = None, verbose: int = 0,
+             eval_batch_size: int = 1024) -> tuple[training.TrainState, list[training.History]]:
   """Trains K copies of `model` in one compiled program and returns their stacked state and K histories.
 
   Each of seeds, learning_rate, weight_decay, l2, dropout_rate is one value shared by every model or a
@@ -164,7 +167,11 @@ def fit_many(model: Sequential, x: Any, y: Any, *, loss: Any, seeds: int | Seque
     batch_size: examples per step (each model sees the same number of steps).
     validation_data: `(x_val, y_val)` evaluated for every model after every epoch.
     validation_split: fraction of (x, y) held out for validation, taken from the end.
-    shuffle: reshuffle every epoch (each model with its own key).
+    shuffle: reshuffle every epoch (each model with its own key, unless data_seed is set).
+    data_seed: None: each model shuffles with its own fit key, as separate fits do. An int: every model sees
+      the same batches in the same order, shuffled as `fit(key=jax.random.key(data_seed))` would; the
+      models then share each gathered batch, their first layers run as one matrix product, and differences
+      between hyperparameters are not blurred by data order.
     verbose: 0 silent, 1 a line per epoch (loss over the models: mean, min, max).
     eval_batch_size: batch size of the validation pass.
 
@@ -215,10 +222,15 @@ def fit_many(model: Sequential, x: Any, y: Any, *, loss: Any, seeds: int | Seque
   hparams = {k: jnp.asarray(given[k], jnp.float32) for k in ("l2", "dropout_rate") if k in given}
   states = _init_many(jnp.asarray(seed_arr), opt_values, model=model, tx=tx, input_shape=x.shape[1:])
 
+  if data_seed is not None and (isinstance(data_seed, bool) or not isinstance(data_seed, numbers.Integral)
+                                or not 0 <= data_seed < 2**31):
+    raise JaxnnError(f"fit_many: data_seed must be None or an int in [0, 2**31), got {data_seed!r}")
+  order_key = None if data_seed is None else jax.random.key(int(data_seed))
   x_d, y_d, w_d = jax.device_put((x, y, np.ones((n,), np.float32)))
   static = dict(model=model, loss=loss, metrics=metrics, batch_size=batch_size)
   start = time.perf_counter()
-  epoch_fn, _ = training._compiled(_many_epoch_jit, (states, x_d, y_d, w_d, hparams), dict(static, shuffle=shuffle))
+  epoch_fn, _ = training._compiled(_many_epoch_jit, (states, x_d, y_d, w_d, hparams, order_key),
+                                   dict(static, shuffle=shuffle))
   if validation_data is not None:
     xv_d, yv_d = jax.device_put((x_val, y_val))
     eval_static = dict(static, batch_size=min(eval_batch_size, len(x_val)))
@@ -238,7 +250,7 @@ def fit_many(model: Sequential, x: Any, y: Any, *, loss: Any, seeds: int | Seque
   first_epoch = int(states.epoch[0])
   for epoch in range(first_epoch, first_epoch + epochs):
     t0 = time.perf_counter()
-    states, totals = epoch_fn(states, x_d, y_d, w_d, hparams)
+    states, totals = epoch_fn(states, x_d, y_d, w_d, hparams, order_key)
     totals = jax.device_get(totals)
     val_totals = None
     if validation_data is not None:

@@ -153,16 +153,18 @@ def train_step(state: TrainState, x: Array, y: Array, sample_weight: Array, mask
 
 def train_epoch(state: TrainState, x: Array, y: Array, sample_weight: Array, *, model: Sequential,
                 loss: losses_lib.Loss, metrics: tuple[metrics_lib.Metric, ...], batch_size: int,
-                shuffle: bool = True, hparams: dict[str, Array] | None = None,
+                shuffle: bool = True, hparams: dict[str, Array] | None = None, order_key: Array | None = None,
                 batch_sharding: jax.sharding.Sharding | None = None) -> tuple[TrainState, dict[str, PyTree]]:
   """One pass over (x, y) in batches, as one program: shuffle, then scan `train_step` over the batches.
 
-  `hparams` goes to `train_step`. With `batch_sharding` (data-parallel `fit`) each gathered batch is
-  constrained to it, so XLA splits the step over the devices and inserts the gradient all-reduce.
+  `hparams` goes to `train_step`; `order_key`, if given, replaces the run key for shuffling (models of
+  `jaxnn.sweep.fit_many` that share one data order). With `batch_sharding` (data-parallel `fit`) each
+  gathered batch is constrained to it, so XLA splits the step over the devices and inserts the all-reduce.
   """
   n = x.shape[0]
   if shuffle:
-    shuffle_key = jax.random.fold_in(jax.random.fold_in(state.key, 0), state.epoch)
+    base_key = state.key if order_key is None else order_key
+    shuffle_key = jax.random.fold_in(jax.random.fold_in(base_key, 0), state.epoch)
     order = jax.random.permutation(shuffle_key, n)
   else:
     order = jnp.arange(n)

@@ -69,7 +69,8 @@ def test_one_seed_shared_and_single_values_broadcast():
   # Same seed: same initial params, so the first layer's kernels differ only through the learning rate.
   init = mlp().init(sweep.seed_keys(7)[0], (6,))
   assert states.params["dense_0"]["kernel"].shape == (2, 6, 8)
-  assert histories[0]["learning_rate"][-1] == pytest.approx(1e-3) and histories[1]["learning_rate"][-1] == pytest.approx(1e-2)
+  assert histories[0]["learning_rate"][-1] == pytest.approx(1e-3)
+  assert histories[1]["learning_rate"][-1] == pytest.approx(1e-2)
   step_0 = np.abs(states.params["dense_0"]["kernel"][0] - init["dense_0"]["kernel"]).max()
   step_1 = np.abs(states.params["dense_0"]["kernel"][1] - init["dense_0"]["kernel"]).max()
   assert step_1 > 3 * step_0
@@ -99,6 +100,19 @@ def test_new_hyperparameter_values_do_not_recompile():
   assert len(COMPILES) > 0  # a new number of models is a new program (the counter does count)
 
 
+def test_shared_data_order_equals_a_fit_keyed_by_the_data_seed():
+  # data_seed: every model sees the batches `fit(key=jax.random.key(data_seed))` sees; without dropout the
+  # run key does nothing else, so model k is that fit from model k's initial params.
+  x, y = blobs()
+  fit = dict(FIT, validation_split=0.0)
+  states, _ = sweep.fit_many(mlp(0.0), x, y, seeds=[3, 4], learning_rate=[1e-2, 3e-2], data_seed=11, **fit)
+  for k, (seed, lr) in enumerate([(3, 1e-2), (4, 3e-2)]):
+    single, _ = training.fit(mlp(0.0), mlp().init(sweep.seed_keys(seed)[0], (6,)), x, y, key=jax.random.key(11),
+                             optimizer=optimizers.OptimizerConfig("adam", learning_rate=lr), **fit)
+    for a, b in zip(jax.tree_util.tree_leaves(single.params), jax.tree_util.tree_leaves(states.params)):
+      np.testing.assert_allclose(b[k], a, rtol=1e-5, atol=1e-6, err_msg=f"model {k}")
+
+
 def test_lion_sweeps_weight_decay_from_none():
   # Lion decays inside optax's alias (adam, above, through a chained step); its default has no decay term,
   # so one is built in when the decay is swept.
@@ -124,6 +138,7 @@ def test_lion_sweeps_weight_decay_from_none():
         "name": "cosine_decay", "initial_learning_rate": 1e-3, "decay_steps": 10})),
      "fit_many: the optimizer holds no 'learning_rate' to set per model"),
     (dict(batch_size=0), "fit_many: batch_size must be an int in [1, 96]"),
+    (dict(data_seed=1.5), "fit_many: data_seed must be None or an int in [0, 2**31), got 1.5"),
 ])
 def test_bad_arguments_are_clear_errors(kwargs, message):
   x, y = blobs()
