@@ -12,8 +12,10 @@ from jaxnn import initializers
 from jaxnn import losses
 from jaxnn import metrics
 from jaxnn import optimizers
+from jaxnn import parallel
 from jaxnn import recurrent
 from jaxnn import regularizers
+from jaxnn import sweep
 from jaxnn import training
 from jaxnn.convolutional import AveragePooling1D
 from jaxnn.convolutional import AveragePooling2D
@@ -40,6 +42,9 @@ from jaxnn.recurrent import GRU
 from jaxnn.recurrent import LSTM
 from jaxnn.recurrent import Bidirectional
 from jaxnn.recurrent import SimpleRNN
+from jaxnn.sweep import fit_many
+from jaxnn.sweep import per_example_grad_norms
+from jaxnn.sweep import per_example_grads
 from jaxnn.training import EarlyStopping
 from jaxnn.training import History
 from jaxnn.training import TrainState
@@ -60,4 +65,5 @@ __all__ = [
     "OptimizerConfig", "Sequential", "TrainState", "activations", "constraints", "create_train_state", "data",
     "evaluate", "fit", "initializers", "losses", "metrics", "optimizers", "predict", "predict_classes",
     "regularizers", "train_step", "training",
+    "fit_many", "parallel", "per_example_grad_norms", "per_example_grads", "sweep",
 ]

@@ -252,14 +252,16 @@ class Dropout(Layer):
     if isinstance(self.rate, bool) or not isinstance(self.rate, (int, float)) or not 0.0 <= self.rate < 1.0:
       raise JaxnnError(f"Dropout: rate must be a float in [0, 1), got {self.rate!r}")
 
-  def apply(self, params, x, *, training=False, key=None):
+  def apply(self, params, x, *, training=False, key=None, rate=None):
+    """`rate`, if given, replaces the configured rate: a traced value, so a sweep over it compiles once."""
     del params
-    if not training or self.rate == 0.0:
+    if not training or (rate is None and self.rate == 0.0):
       return x
     if key is None:
       raise JaxnnError("Dropout: training=True needs a PRNG key (pass key=... to apply)")
-    keep = jax.random.bernoulli(key, 1.0 - self.rate, x.shape)
-    return jnp.where(keep, x / (1.0 - self.rate), jnp.zeros_like(x))
+    rate = self.rate if rate is None else rate
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn.errors import JaxnnError
+from jaxnn.layers import Dropout
 from jaxnn.layers import Layer
 
 Array = jax.Array
@@ -92,11 +93,12 @@ class Sequential:
     return state
 
   def forward(self, params: Params, x: Array, *, state: dict[str, Any] | None = None, training: bool = False,
-              key: Array | None = None) -> tuple[Array, dict[str, Any]]:
+              key: Array | None = None, dropout_rate: Array | None = None) -> tuple[Array, dict[str, Any]]:
     """Forward pass returning `(outputs, aux)`.
 
     `aux["activity_penalty"]` is the activity regularizers' penalty (0 without them) and `aux["state"]` the
-    updated model state (running statistics change only when training).
+    updated model state (running statistics change only when training). `dropout_rate`, if given, replaces
+    every Dropout layer's rate (a traced value: `jaxnn.sweep.fit_many` sweeps it without recompiling).
     """
     if training and key is None and self.stochastic:
       raise JaxnnError(f"{self.name}: training=True with dropout needs a PRNG key (pass key=...)")
@@ -106,8 +108,11 @@ class Sequential:
     for i, (name, layer) in enumerate(zip(self.layer_names, self.layers)):
       layer_key = None if key is None else jax.random.fold_in(key, i)
       layer_state = state.get(name, {})
-      x, layer_state = layer.apply_stateful(params.get(name, {}), layer_state, x, training=training,
-                                            key=layer_key)
+      if dropout_rate is not None and isinstance(layer, Dropout):
+        x = layer.apply(params.get(name, {}), x, training=training, key=layer_key, rate=dropout_rate)
+      else:
+        x, layer_state = layer.apply_stateful(params.get(name, {}), layer_state, x, training=training,
+                                              key=layer_key)
       if layer_state:
         new_state[name] = layer_state
       penalty = penalty + layer.activity_penalty(x)
@@ -124,6 +129,14 @@ class Sequential:
     for name, layer in zip(self.layer_names, self.layers):
       if name in params:
         total = total + layer.regularization(params[name])
+    return total
+
+  def kernel_sum_of_squares(self, params: Params) -> Array:
+    """Sum of squares of every layer's `kernel`: the penalty `kernel_regularizer=L2(1.0)` on each layer adds."""
+    total = jnp.zeros((), jnp.float32)
+    for name in self.layer_names:
+      if "kernel" in params.get(name, {}):
+        total = total + jnp.sum(jnp.square(params[name]["kernel"]))
     return total
 
   def constrain(self, params: Params) -> Params:

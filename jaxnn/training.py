@@ -27,6 +27,7 @@ from flax.training import train_state
 from jaxnn import losses as losses_lib
 from jaxnn import metrics as metrics_lib
 from jaxnn import optimizers
+from jaxnn import parallel
 from jaxnn.errors import JaxnnError
 from jaxnn.models import Sequential
 
@@ -123,19 +124,26 @@ def _scan_sum(body: Callable, carry: PyTree, stats_shape: PyTree, xs: PyTree) ->
 
 # --------------------------------------------------------------------------------------------- train step
 def train_step(state: TrainState, x: Array, y: Array, sample_weight: Array, mask: Array, *,
-               model: Sequential, loss: losses_lib.Loss,
-               metrics: tuple[metrics_lib.Metric, ...] = ()) -> tuple[TrainState, dict[str, PyTree]]:
+               model: Sequential, loss: losses_lib.Loss, metrics: tuple[metrics_lib.Metric, ...] = (),
+               hparams: dict[str, Array] | None = None) -> tuple[TrainState, dict[str, PyTree]]:
   """One optimizer step on one batch: a pure function (jit it, or let `fit` scan it).
 
   The objective is the weighted data loss plus weight and activity penalties (Keras' total loss);
   constraints are applied after the update. The dropout key is folded from the run key and the step.
+  `hparams` holds traced per-run values (`jaxnn.sweep.fit_many`): "l2" adds `l2 * sum(kernel**2)` over every
+  layer's kernel to the objective, "dropout_rate" replaces every Dropout layer's rate.
   """
   dropout_key = jax.random.fold_in(jax.random.fold_in(state.key, 1), state.step)
+  hparams = hparams or {}
 
   def objective(params):
-    y_pred, aux = model.forward(params, x, state=state.model_state, training=True, key=dropout_key)
+    y_pred, aux = model.forward(params, x, state=state.model_state, training=True, key=dropout_key,
+                                dropout_rate=hparams.get("dropout_rate"))
     data_loss = loss(y, y_pred, sample_weight=sample_weight, mask=mask)
-    return data_loss + model.regularization(params) + aux["activity_penalty"], (y_pred, aux["state"])
+    penalty = model.regularization(params) + aux["activity_penalty"]
+    if "l2" in hparams:
+      penalty = penalty + hparams["l2"] * model.kernel_sum_of_squares(params)
+    return data_loss + penalty, (y_pred, aux["state"])
 
   (total, (y_pred, model_state)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
   state = state.apply_gradients(grads=grads, model_state=model_state)
@@ -145,21 +153,31 @@ def train_step(state: TrainState, x: Array, y: Array, sample_weight: Array, mask
 
 def train_epoch(state: TrainState, x: Array, y: Array, sample_weight: Array, *, model: Sequential,
                 loss: losses_lib.Loss, metrics: tuple[metrics_lib.Metric, ...], batch_size: int,
-                shuffle: bool = True) -> tuple[TrainState, dict[str, PyTree]]:
-  """One pass over (x, y) in batches, as one program: shuffle, then scan `train_step` over the batches."""
+                shuffle: bool = True, hparams: dict[str, Array] | None = None, order_key: Array | None = None,
+                batch_sharding: jax.sharding.Sharding | None = None) -> tuple[TrainState, dict[str, PyTree]]:
+  """One pass over (x, y) in batches, as one program: shuffle, then scan `train_step` over the batches.
+
+  `hparams` goes to `train_step`; `order_key`, if given, replaces the run key for shuffling (models of
+  `jaxnn.sweep.fit_many` that share one data order). With `batch_sharding` (data-parallel `fit`) each
+  gathered batch is constrained to it, so XLA splits the step over the devices and inserts the all-reduce.
+  """
   n = x.shape[0]
   if shuffle:
-    shuffle_key = jax.random.fold_in(jax.random.fold_in(state.key, 0), state.epoch)
+    base_key = state.key if order_key is None else order_key
+    shuffle_key = jax.random.fold_in(jax.random.fold_in(base_key, 0), state.epoch)
     order = jax.random.permutation(shuffle_key, n)
   else:
     order = jnp.arange(n)
   idx, valid = batch_indices(n, batch_size, order)
-  step = functools.partial(train_step, model=model, loss=loss, metrics=metrics)
+  step = functools.partial(train_step, model=model, loss=loss, metrics=metrics, hparams=hparams)
 
   def body(st, batch):
     idx_b, valid_b = batch
     w_b = jnp.take(sample_weight, idx_b, axis=0)
-    return step(st, jnp.take(x, idx_b, axis=0), jnp.take(y, idx_b, axis=0), w_b, valid_b.astype(w_b.dtype))
+    arrays = (jnp.take(x, idx_b, axis=0), jnp.take(y, idx_b, axis=0), w_b, valid_b.astype(w_b.dtype))
+    if batch_sharding is not None:
+      arrays = jax.lax.with_sharding_constraint(arrays, batch_sharding)
+    return step(st, *arrays)
 
   stats_shape = jax.eval_shape(body, state, (idx[0], valid[0]))[1]
   state, totals = _scan_sum(body, state, stats_shape, (idx, valid))
@@ -168,11 +186,17 @@ def train_epoch(state: TrainState, x: Array, y: Array, sample_weight: Array, *, 
 
 def eval_totals(params: PyTree, model_state: PyTree, x: Array, y: Array, *, model: Sequential,
                 loss: losses_lib.Loss,
-                metrics: tuple[metrics_lib.Metric, ...], batch_size: int) -> dict[str, PyTree]:
-  """Summed loss / metric statistics over (x, y) at inference, in batches (one program)."""
+                metrics: tuple[metrics_lib.Metric, ...], batch_size: int,
+                hparams: dict[str, Array] | None = None) -> dict[str, PyTree]:
+  """Summed loss / metric statistics over (x, y) at inference, in batches (one program).
+
+  The loss includes the weight penalties, and `hparams["l2"]`'s as `train_step` adds it.
+  """
   n = x.shape[0]
   idx, valid = batch_indices(n, batch_size, jnp.arange(n))
   penalty = model.regularization(params)
+  if hparams and "l2" in hparams:
+    penalty = penalty + hparams["l2"] * model.kernel_sum_of_squares(params)
 
   def body(carry, batch):
     idx_b, valid_b = batch
@@ -188,7 +212,8 @@ def eval_totals(params: PyTree, model_state: PyTree, x: Array, y: Array, *, mode
 
 
 _STATIC = ("model", "loss", "metrics", "batch_size")
-_train_epoch_jit = jax.jit(train_epoch, static_argnames=_STATIC + ("shuffle",), donate_argnames=("state",))
+_train_epoch_jit = jax.jit(train_epoch, static_argnames=_STATIC + ("shuffle", "batch_sharding"),
+                           donate_argnames=("state",))
 _eval_totals_jit = jax.jit(eval_totals, static_argnames=_STATIC)
 _COMPILED: dict[Any, Any] = {}
 
@@ -198,9 +223,11 @@ def _compiled(fn: Any, args: tuple[Any, ...], static: dict[str, Any]) -> tuple[A
 
   Compiling ahead of time lets `fit` report compile time apart from epoch time; the cache makes a second
   `fit` with the same model, data shapes and optimizer config reuse the program. Returns (program, hit).
+  The arguments' shardings are part of the key: a compiled program only accepts the placement it was built for.
   """
   leaves, treedef = jax.tree_util.tree_flatten(args)
-  key = (fn, treedef, tuple((jnp.shape(a), jnp.result_type(a)) for a in leaves), tuple(sorted(static.items())))
+  key = (fn, treedef, tuple((jnp.shape(a), jnp.result_type(a), getattr(a, "sharding", None)) for a in leaves),
+         tuple(sorted(static.items())))
   if key in _COMPILED:
     return _COMPILED[key], True
   if len(_COMPILED) >= 64:  # bounded: drop the oldest entry
@@ -305,7 +332,7 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
         validation_data: tuple[Any, Any] | None = None, validation_split: float = 0.0,
         sample_weight: Any = None, class_weight: Any = None, shuffle: bool = True,
         key: Array | None = None, early_stopping: EarlyStopping | None = None, verbose: int = 1,
-        eval_batch_size: int = 1024) -> tuple[TrainState, History]:
+        eval_batch_size: int = 1024, data_parallel: Any = False) -> tuple[TrainState, History]:
   """Trains `model` and returns `(state, history)`, Keras' `fit` as a function.
 
   Args:
@@ -327,6 +354,9 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
     early_stopping: an `EarlyStopping` config, or None.
     verbose: 0 silent, 1 or 2 a line per epoch (time, loss, metrics, val metrics).
     eval_batch_size: batch size for the validation pass.
+    data_parallel: True to split each batch over every device JAX sees (params replicated, gradients
+      all-reduced by XLA; see `jaxnn.parallel`), or a `jax.sharding.Mesh` with a "data" axis. batch_size must
+      be divisible by the number of devices. The result equals single-device training within float rounding.
 
   Returns:
     The final TrainState (params in `state.params`) and a History.
@@ -362,6 +392,9 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
   if validation_data is not None:
     x_val = _as_float_inputs(validation_data[0], "validation_data x")
     y_val = _check_xy(model, loss, x_val, validation_data[1], "validation_data")
+  mesh = parallel.resolve_mesh(data_parallel)
+  if mesh is not None:
+    parallel.check_batch_size(batch_size, mesh)
 
   if isinstance(params, TrainState):
     state = params
@@ -371,12 +404,16 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
   state = jax.tree_util.tree_map(jnp.copy, state)
 
   # Move the data to the device once; compile the epoch (and the validation pass) once, ahead of time.
-  x_d, y_d, w_d = jax.device_put((x, y, weights))
+  # Data parallel: state and data replicated on every device, each batch split over them.
+  put = jax.device_put if mesh is None else functools.partial(parallel.replicate, mesh=mesh)
+  state = state if mesh is None else put(state)
+  x_d, y_d, w_d = put((x, y, weights))
   static = dict(model=model, loss=loss, metrics=metrics, batch_size=batch_size)
+  epoch_static = dict(static, shuffle=shuffle, batch_sharding=None if mesh is None else parallel.batch_sharding(mesh))
   start = time.perf_counter()
-  epoch_fn, _ = _compiled(_train_epoch_jit, (state, x_d, y_d, w_d), dict(static, shuffle=shuffle))
+  epoch_fn, _ = _compiled(_train_epoch_jit, (state, x_d, y_d, w_d), epoch_static)
   if validation_data is not None:
-    xv_d, yv_d = jax.device_put((x_val, y_val))
+    xv_d, yv_d = put((x_val, y_val))
     eval_static = dict(static, batch_size=min(eval_batch_size, len(x_val)))
     eval_fn, _ = _compiled(_eval_totals_jit, (state.params, state.model_state, xv_d, yv_d), eval_static)
   history = History(compile_seconds=time.perf_counter() - start,
