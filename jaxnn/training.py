@@ -24,8 +24,10 @@ import numpy as np
 import optax
 from flax.training import train_state
 
+from jaxnn import checkpoint as checkpoint_lib
 from jaxnn import losses as losses_lib
 from jaxnn import metrics as metrics_lib
+from jaxnn import numerics
 from jaxnn import optimizers
 from jaxnn.errors import JaxnnError
 from jaxnn.models import Sequential
@@ -35,12 +37,14 @@ PyTree = Any
 
 
 class TrainState(train_state.TrainState):
-  """Flax's TrainState (step, params, tx, opt_state) plus the run's PRNG key, the epochs completed and the
-  model's non-trained state (BatchNormalization's running statistics; {} for most models)."""
+  """Flax's TrainState (step, params, tx, opt_state) plus the run's PRNG key, the epochs completed, the
+  model's non-trained state (BatchNormalization's running statistics; {} for most models) and the
+  non-finite-step counters of `numerics.guard` (skipped steps, consecutive ones, batches seen)."""
 
   key: Array
   epoch: Array
   model_state: PyTree = dataclasses.field(default_factory=dict)
+  faults: PyTree = dataclasses.field(default_factory=numerics.initial_faults)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,11 +128,13 @@ def _scan_sum(body: Callable, carry: PyTree, stats_shape: PyTree, xs: PyTree) ->
 # --------------------------------------------------------------------------------------------- train step
 def train_step(state: TrainState, x: Array, y: Array, sample_weight: Array, mask: Array, *,
                model: Sequential, loss: losses_lib.Loss,
-               metrics: tuple[metrics_lib.Metric, ...] = ()) -> tuple[TrainState, dict[str, PyTree]]:
+               metrics: tuple[metrics_lib.Metric, ...] = (),
+               max_bad_steps: int | None = None) -> tuple[TrainState, dict[str, PyTree]]:
   """One optimizer step on one batch: a pure function (jit it, or let `fit` scan it).
 
   The objective is the weighted data loss plus weight and activity penalties (Keras' total loss);
   constraints are applied after the update. The dropout key is folded from the run key and the step.
+  With `max_bad_steps`, a step with a non-finite loss or gradients is skipped and counted (`numerics.guard`).
   """
   dropout_key = jax.random.fold_in(jax.random.fold_in(state.key, 1), state.step)
 
@@ -138,14 +144,17 @@ def train_step(state: TrainState, x: Array, y: Array, sample_weight: Array, mask
     return data_loss + model.regularization(params) + aux["activity_penalty"], (y_pred, aux["state"])
 
   (total, (y_pred, model_state)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
-  state = state.apply_gradients(grads=grads, model_state=model_state)
-  state = state.replace(params=model.constrain(state.params))
-  return state, _batch_stats(total, y, y_pred, mask, metrics)
+  new = state.apply_gradients(grads=grads, model_state=model_state)
+  new = new.replace(params=model.constrain(new.params))
+  stats = _batch_stats(total, y, y_pred, mask, metrics)
+  if max_bad_steps is None:
+    return new, stats
+  return numerics.guard(state, new, total, grads, stats, max_bad_steps)
 
 
 def train_epoch(state: TrainState, x: Array, y: Array, sample_weight: Array, *, model: Sequential,
                 loss: losses_lib.Loss, metrics: tuple[metrics_lib.Metric, ...], batch_size: int,
-                shuffle: bool = True) -> tuple[TrainState, dict[str, PyTree]]:
+                shuffle: bool = True, max_bad_steps: int | None = None) -> tuple[TrainState, dict[str, PyTree]]:
   """One pass over (x, y) in batches, as one program: shuffle, then scan `train_step` over the batches."""
   n = x.shape[0]
   if shuffle:
@@ -154,7 +163,7 @@ def train_epoch(state: TrainState, x: Array, y: Array, sample_weight: Array, *, 
   else:
     order = jnp.arange(n)
   idx, valid = batch_indices(n, batch_size, order)
-  step = functools.partial(train_step, model=model, loss=loss, metrics=metrics)
+  step = functools.partial(train_step, model=model, loss=loss, metrics=metrics, max_bad_steps=max_bad_steps)
 
   def body(st, batch):
     idx_b, valid_b = batch
@@ -188,7 +197,8 @@ def eval_totals(params: PyTree, model_state: PyTree, x: Array, y: Array, *, mode
 
 
 _STATIC = ("model", "loss", "metrics", "batch_size")
-_train_epoch_jit = jax.jit(train_epoch, static_argnames=_STATIC + ("shuffle",), donate_argnames=("state",))
+_train_epoch_jit = jax.jit(train_epoch, static_argnames=_STATIC + ("shuffle", "max_bad_steps"),
+                           donate_argnames=("state",))
 _eval_totals_jit = jax.jit(eval_totals, static_argnames=_STATIC)
 _COMPILED: dict[Any, Any] = {}
 
@@ -305,7 +315,8 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
         validation_data: tuple[Any, Any] | None = None, validation_split: float = 0.0,
         sample_weight: Any = None, class_weight: Any = None, shuffle: bool = True,
         key: Array | None = None, early_stopping: EarlyStopping | None = None, verbose: int = 1,
-        eval_batch_size: int = 1024) -> tuple[TrainState, History]:
+        eval_batch_size: int = 1024, checkpoint: checkpoint_lib.Checkpointing | None = None,
+        max_bad_steps: int | None = numerics.DEFAULT_MAX_BAD_STEPS) -> tuple[TrainState, History]:
   """Trains `model` and returns `(state, history)`, Keras' `fit` as a function.
 
   Args:
@@ -327,6 +338,11 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
     early_stopping: an `EarlyStopping` config, or None.
     verbose: 0 silent, 1 or 2 a line per epoch (time, loss, metrics, val metrics).
     eval_batch_size: batch size for the validation pass.
+    checkpoint: a `checkpoint.Checkpointing`: save the whole training state every N epochs and at the end;
+      with `resume`, continue from the newest checkpoint up to `epochs` in all (History included).
+    max_bad_steps: skip steps whose loss or gradients are not finite (params and optimizer state keep their
+      bits; the epoch's loss and metrics average the applied steps; `skipped_steps` in the History) and
+      raise `numerics.NonFiniteError` naming the epoch and step once this many come in a row; None: no guard.
 
   Returns:
     The final TrainState (params in `state.params`) and a History.
@@ -335,6 +351,11 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
   metrics = _resolve_metrics(metrics, loss)
   x = _as_float_inputs(x, "x")
   y = _check_xy(model, loss, x, y, "fit")
+  numerics.check_finite(x, "x")
+  numerics.check_finite(y, "y")
+  if max_bad_steps is not None and (isinstance(max_bad_steps, bool) or not isinstance(max_bad_steps, int)
+                                    or max_bad_steps < 1):
+    raise JaxnnError(f"fit: max_bad_steps must be an int >= 1 or None (no guard), got {max_bad_steps!r}")
   if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
     raise JaxnnError(f"fit: epochs must be an int >= 0, got {epochs!r}")
   if not 0.0 <= validation_split < 1.0:
@@ -356,17 +377,25 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
   weights = np.ones((n,), np.float32) if sample_weight is None else np.asarray(sample_weight, np.float32)
   if weights.shape != (n,):
     raise JaxnnError(f"fit: sample_weight must have shape ({n},), got {weights.shape}")
+  numerics.check_finite(weights, "sample_weight")
   if class_weight is not None:
     num_classes = model.output_shapes(x.shape[1:])[-1][-1]
     weights = weights * np.asarray(losses_lib.class_weight_to_sample_weight(y, class_weight, num_classes))
   if validation_data is not None:
     x_val = _as_float_inputs(validation_data[0], "validation_data x")
     y_val = _check_xy(model, loss, x_val, validation_data[1], "validation_data")
+    numerics.check_finite(x_val, "validation_data x")
+    numerics.check_finite(y_val, "validation_data y")
 
   if isinstance(params, TrainState):
     state = params
   else:
     state = create_train_state(model, params, optimizer, key=key, model_state=model.init_state(x.shape[1:]))
+  target_epoch = int(state.epoch) + epochs
+  fit_settings = {"batch_size": batch_size, "samples": n, "shuffle": shuffle}
+  resumed = None if checkpoint is None else checkpoint_lib.begin(checkpoint, state, fit_settings, target_epoch)
+  if resumed is not None:
+    state = resumed.state
   # The compiled epoch donates the state's buffers; train on a copy so the caller's arrays stay valid.
   state = jax.tree_util.tree_map(jnp.copy, state)
 
@@ -374,7 +403,8 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
   x_d, y_d, w_d = jax.device_put((x, y, weights))
   static = dict(model=model, loss=loss, metrics=metrics, batch_size=batch_size)
   start = time.perf_counter()
-  epoch_fn, _ = _compiled(_train_epoch_jit, (state, x_d, y_d, w_d), dict(static, shuffle=shuffle))
+  epoch_fn, _ = _compiled(_train_epoch_jit, (state, x_d, y_d, w_d),
+                          dict(static, shuffle=shuffle, max_bad_steps=max_bad_steps))
   if validation_data is not None:
     xv_d, yv_d = jax.device_put((x_val, y_val))
     eval_static = dict(static, batch_size=min(eval_batch_size, len(x_val)))
@@ -386,12 +416,21 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
     print(f"compiled in {history.compile_seconds:.2f}s: {n} samples, batch {batch_size}, "
           f"{-(-n // batch_size)} steps/epoch", file=sys.stdout, flush=True)
 
-  best, best_params, wait = None, None, 0
+  best, best_params, wait, stop = None, None, 0, False
+  if resumed is not None:  # the run so far: its History and early stopping's progress
+    history.epoch, history.history = list(resumed.history["epoch"]), dict(resumed.history["history"])
+    best, wait, stop = (resumed.meta["early_stopping"][k] for k in ("best", "wait", "stopped"))
+    best_params = resumed.best_params
   first_epoch = int(state.epoch)
-  for epoch in range(first_epoch, first_epoch + epochs):
+  faults = jax.device_get(state.faults)
+  for epoch in range(first_epoch, first_epoch if stop else target_epoch):
     t0 = time.perf_counter()
     state, totals = epoch_fn(state, x_d, y_d, w_d)
     logs = _finalize(totals, metrics)  # device_get: the epoch has finished
+    if max_bad_steps is not None:  # raises after max_bad_steps in a row, before anything is saved
+      faults, logs["skipped_steps"] = numerics.epoch_faults(
+          faults, jax.device_get(state.faults), max_bad_steps, epoch=epoch + 1,
+          checkpoint_dir=None if checkpoint is None else checkpoint.directory)
     if validation_data is not None:
       logs.update({f"val_{k}": v for k, v in _finalize(eval_fn(state.params, state.model_state, xv_d, yv_d), metrics).items()})
     logs["seconds"] = time.perf_counter() - t0
@@ -400,7 +439,7 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
       logs["learning_rate"] = float(lr)
     history.append(epoch + 1, logs)
     if verbose:
-      print(_progress_line(epoch + 1, first_epoch + epochs, logs), flush=True)
+      print(_progress_line(epoch + 1, target_epoch, logs), flush=True)
     if early_stopping is not None:
       if early_stopping.monitor not in logs:
         raise JaxnnError(f"EarlyStopping: monitor {early_stopping.monitor!r} is not logged; "
@@ -412,11 +451,16 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
           best_params = jax.tree_util.tree_map(jnp.copy, state.params)  # the state's buffers get donated
       else:
         wait += 1
-        if wait > early_stopping.patience:
-          if verbose:
-            print(f"early stopping at epoch {epoch + 1}: {early_stopping.monitor} did not improve for "
-                  f"{wait} epochs (best {best:.4f})", flush=True)
-          break
+        stop = wait > early_stopping.patience
+        if stop and verbose:
+          print(f"early stopping at epoch {epoch + 1}: {early_stopping.monitor} did not improve for "
+                f"{wait} epochs (best {best:.4f})", flush=True)
+    if checkpoint is not None and checkpoint.due(epoch + 1, last=stop or epoch + 1 == target_epoch):
+      checkpoint_lib.save(checkpoint.directory, state, keep=checkpoint.keep, best_params=best_params,
+                          history={"epoch": history.epoch, "history": [[k, v] for k, v in history.history.items()]},
+                          meta={"fit": fit_settings, "early_stopping": {"best": best, "wait": wait, "stopped": stop}})
+    if stop:
+      break
   if best_params is not None:
     state = state.replace(params=best_params)
   return state, history
@@ -424,7 +468,9 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
 
 def _progress_line(epoch: int, epochs: int, logs: dict[str, float]) -> str:
   parts = [f"Epoch {epoch}/{epochs}", f"{logs['seconds']:.2f}s"]
-  parts += [f"{k}: {v:.4f}" for k, v in logs.items() if k not in ("seconds", "learning_rate")]
+  parts += [f"{k}: {v:.4f}" for k, v in logs.items() if k not in ("seconds", "learning_rate", "skipped_steps")]
+  if logs.get("skipped_steps"):
+    parts.append(f"skipped steps (non-finite): {logs['skipped_steps']}")
   return " - ".join(parts)
 
 
