@@ -1,8 +1,8 @@
 """Numerical faults: a guard that skips non-finite steps, and a check for NaN / infinity in the data.
 
-The guard runs inside the compiled train step. A step whose loss, gradients or updated params are not all
-finite is skipped: params, optimizer state, model state and step count keep their old values, selected
-(not recomputed), so their bits are unchanged (optax.apply_if_finite adds a zero update instead, which
+The guard runs inside the compiled train step. A step whose loss or gradients are not all finite is
+skipped: the update runs under `lax.cond`, so params, optimizer state, model state and step count keep
+their old arrays and every bit (optax.apply_if_finite adds a zero update instead, which
 turns -0.0 into 0.0, and it guards neither the model state nor the constraints). The TrainState's `faults`
 counts the skipped steps, the current run of consecutive ones and the batches seen; once `max_bad_steps`
 steps in a row were skipped the rest of the epoch does nothing and `fit` raises `NonFiniteError`.
@@ -10,7 +10,7 @@ steps in a row were skipped the rest of the epoch does nothing and `fit` raises 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -44,31 +44,31 @@ def all_finite(tree: PyTree) -> Array:
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
 
 
-def guard(old: Any, new: Any, loss: Array, grads: PyTree, stats: PyTree, max_bad_steps: int) -> tuple[Any, PyTree]:
+def guard(state: Any, update: Callable[[Any], Any], loss: Array, grads: PyTree, stats: PyTree,
+          max_bad_steps: int) -> tuple[Any, PyTree]:
   """The TrainState after one guarded step, and the batch statistics (zero for a skipped step).
 
   Args:
-    old: the TrainState before the step.
-    new: the TrainState the step computed.
+    state: the TrainState before the step.
+    update: the step's update, TrainState -> TrainState (optimizer step, model state, constraints).
     loss: the step's total loss.
     grads: the step's gradients.
     stats: the step's additive batch statistics.
     max_bad_steps: after this many consecutive skipped steps every further step is a no-op.
   """
-  faults = old.faults
+  faults = state.faults
   halted = faults["consecutive"] >= max_bad_steps
-  finite = jnp.isfinite(loss) & all_finite(grads) & all_finite(new.params)
+  finite = jnp.isfinite(loss) & all_finite(grads)
   applied = finite & ~halted
   bad = (~finite & ~halted).astype(jnp.int32)
-  keep = lambda n, o: jax.lax.select(applied, n, o)  # noqa: E731 -- same shapes, old bits kept exactly
-  chosen = {f: jax.tree_util.tree_map(keep, getattr(new, f), getattr(old, f))
-            for f in ("params", "opt_state", "model_state")}
-  chosen["step"] = jnp.where(applied, new.step, old.step)  # a Python int in a fresh state
+  # A branch, not a select between old and new: a skipped step returns the old arrays themselves (every bit
+  # kept) and an applied one costs no extra pass over params and optimizer state.
+  new = jax.lax.cond(applied, update, lambda s: s, state)
   new_faults = {"skipped_steps": faults["skipped_steps"] + bad,
                 "consecutive": jnp.where(halted, faults["consecutive"], (faults["consecutive"] + 1) * bad),
                 "batches": faults["batches"] + (~halted).astype(jnp.int32)}
   stats = jax.tree_util.tree_map(lambda s: jnp.where(applied, s, jnp.zeros_like(s)), stats)
-  return new.replace(faults=new_faults, **chosen), stats
+  return new.replace(faults=new_faults), stats
 
 
 def check_finite(array: np.ndarray, arg: str, what: str = "fit") -> None:

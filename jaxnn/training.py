@@ -144,12 +144,15 @@ def train_step(state: TrainState, x: Array, y: Array, sample_weight: Array, mask
     return data_loss + model.regularization(params) + aux["activity_penalty"], (y_pred, aux["state"])
 
   (total, (y_pred, model_state)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
-  new = state.apply_gradients(grads=grads, model_state=model_state)
-  new = new.replace(params=model.constrain(new.params))
+
+  def update(st: TrainState) -> TrainState:
+    st = st.apply_gradients(grads=grads, model_state=model_state)
+    return st.replace(params=model.constrain(st.params))
+
   stats = _batch_stats(total, y, y_pred, mask, metrics)
   if max_bad_steps is None:
-    return new, stats
-  return numerics.guard(state, new, total, grads, stats, max_bad_steps)
+    return update(state), stats
+  return numerics.guard(state, update, total, grads, stats, max_bad_steps)
 
 
 def train_epoch(state: TrainState, x: Array, y: Array, sample_weight: Array, *, model: Sequential,
