@@ -424,6 +424,8 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
     history.epoch, history.history = list(resumed.history["epoch"]), dict(resumed.history["history"])
     best, wait, stop = (resumed.meta["early_stopping"][k] for k in ("best", "wait", "stopped"))
     best_params = resumed.best_params
+    if verbose:
+      print(f"resumed from {resumed.path} at epoch {int(state.epoch)} of {target_epoch}", flush=True)
   first_epoch = int(state.epoch)
   faults = jax.device_get(state.faults)
   for epoch in range(first_epoch, first_epoch if stop else target_epoch):

@@ -32,46 +32,41 @@ def names(directory):
   return sorted(os.listdir(directory))
 
 
-@pytest.fixture(scope="module")
-def killed_and_resumed(tmp_path_factory):
+def test_sigkill_at_every_phase_of_a_save_then_resume_is_bit_exact(tmp_path):
   """Three processes killed mid-save (one per phase), then one process that resumes each to the end and
-  runs the same fit uninterrupted, without checkpoints, as the reference."""
-  root = tmp_path_factory.mktemp("kill")
-  dirs = {phase: str(root / phase) for phase in PHASES}
-  killed = {phase: drive([{"out": str(root / f"{phase}.killed"), "dir": dirs[phase], "kill": [phase, KILL_EPOCH]}])
+  runs the same fit uninterrupted, without checkpoints, as the reference. (One test, not one per phase:
+  under pytest-xdist a shared fixture would run once per worker.)"""
+  dirs = {phase: str(tmp_path / phase) for phase in PHASES}
+  killed = {phase: drive([{"out": str(tmp_path / f"{phase}.killed"), "dir": dirs[phase], "kill": [phase, KILL_EPOCH]}])
             for phase in PHASES}
-  for proc in killed.values():
-    proc.wait(timeout=300)
+  stderr = {phase: proc.communicate(timeout=300)[1] for phase, proc in killed.items()}
   after_kill = {phase: names(d) for phase, d in dirs.items()}
-  jobs = [{"out": str(root / "reference")}]
-  jobs += [{"out": str(root / f"{phase}.resumed"), "dir": dirs[phase], "resume": True} for phase in PHASES]
+  jobs = [{"out": str(tmp_path / "reference")}]
+  jobs += [{"out": str(tmp_path / f"{phase}.resumed"), "dir": dirs[phase], "resume": True} for phase in PHASES]
   resume = drive(jobs)
   _, err = resume.communicate(timeout=300)
   assert resume.returncode == 0, err
-  return root, dirs, killed, after_kill
+  reference = (tmp_path / "reference").read_bytes()
+  reference_log = json.loads((tmp_path / "reference.json").read_text())
+  assert len(reference) > 1000
 
-
-@pytest.mark.parametrize("phase", PHASES)
-def test_sigkill_during_save_then_resume_is_bit_exact(killed_and_resumed, phase):
-  root, dirs, killed, after_kill = killed_and_resumed
-  assert killed[phase].returncode == -9, killed[phase].stderr.read()
-  assert not (root / f"{phase}.killed").exists()  # it really died before finishing
-  complete = [n for n in after_kill[phase] if not n.startswith(".")]
-  temporaries = [n for n in after_kill[phase] if n.startswith(".tmp-")]
-  if phase == "before":
-    assert complete == ["ckpt_00000001.msgpack", "ckpt_00000002.msgpack"] and temporaries == []
-  elif phase == "during":  # a half-written temporary file, never renamed, never read
-    assert complete == ["ckpt_00000001.msgpack", "ckpt_00000002.msgpack"]
-    assert len(temporaries) == 1 and temporaries[0].startswith(f".tmp-ckpt_{KILL_EPOCH:08d}")
-  else:  # renamed, not yet pruned
-    assert complete == ["ckpt_00000001.msgpack", "ckpt_00000002.msgpack", "ckpt_00000003.msgpack"]
-  reference = (root / "reference").read_bytes()
-  resumed = (root / f"{phase}.resumed").read_bytes()
-  assert len(reference) > 1000 and resumed == reference  # the whole TrainState, byte for byte
-  reference_log = json.loads((root / "reference.json").read_text())
-  resumed_log = json.loads((root / f"{phase}.resumed.json").read_text())
-  assert resumed_log == reference_log  # the History too: every epoch's loss, bit-equal floats
-  assert names(dirs[phase]) == ["ckpt_00000003.msgpack", "ckpt_00000004.msgpack"]  # stray files cleaned
+  for phase in PHASES:
+    assert killed[phase].returncode == -9, (phase, stderr[phase])
+    assert not (tmp_path / f"{phase}.killed").exists(), phase  # it really died before finishing
+    complete = [n for n in after_kill[phase] if not n.startswith(".")]
+    temporaries = [n for n in after_kill[phase] if n.startswith(".tmp-")]
+    if phase == "before":
+      assert complete == ["ckpt_00000001.msgpack", "ckpt_00000002.msgpack"] and temporaries == []
+    elif phase == "during":  # a half-written temporary file, never renamed, never read
+      assert complete == ["ckpt_00000001.msgpack", "ckpt_00000002.msgpack"]
+      assert len(temporaries) == 1 and temporaries[0].startswith(f".tmp-ckpt_{KILL_EPOCH:08d}")
+    else:  # renamed, not yet pruned
+      assert complete == ["ckpt_00000001.msgpack", "ckpt_00000002.msgpack", "ckpt_00000003.msgpack"]
+    resumed = (tmp_path / f"{phase}.resumed").read_bytes()
+    assert resumed == reference, phase  # the whole TrainState, byte for byte
+    # The History too: every epoch's loss, bit-equal floats.
+    assert json.loads((tmp_path / f"{phase}.resumed.json").read_text()) == reference_log, phase
+    assert names(dirs[phase]) == ["ckpt_00000003.msgpack", "ckpt_00000004.msgpack"], phase  # strays cleaned
 
 
 # --------------------------------------------------------------------------------------------- in process
@@ -166,10 +161,12 @@ def test_early_stopping_resumes_its_progress(tmp_path, monkeypatch):
 def test_damaged_checkpoint_is_an_error_naming_it(tmp_path, damage):
   fit(tmp_path, epochs=2)
   path = checkpoint.latest(tmp_path)
-  raw = open(path, "rb").read()
+  with open(path, "rb") as f:
+    raw = f.read()
   damaged = {"truncated": raw[:len(raw) * 2 // 3], "zeroed": bytes(len(raw)), "empty": b"",
              "flipped": raw[:-100] + bytes([raw[-100] ^ 1]) + raw[-99:]}[damage]
-  open(path, "wb").write(damaged)
+  with open(path, "wb") as f:
+    f.write(damaged)
   with pytest.raises(checkpoint.CorruptCheckpointError, match="ckpt_00000002.msgpack") as e:
     fit(tmp_path, epochs=4, resume=True)
   assert str(e.value).startswith(f"checkpoint {path}: ")
@@ -180,13 +177,13 @@ def test_damaged_checkpoint_is_an_error_naming_it(tmp_path, damage):
 def test_fallback_to_the_previous_checkpoint(tmp_path, reference):
   fit(tmp_path, epochs=3)
   newest = checkpoint.latest(tmp_path)
-  open(newest, "r+b").truncate(100)
+  os.truncate(newest, 100)
   with pytest.warns(RuntimeWarning, match="ckpt_00000003.msgpack.*falling back"):
     state, history = fit(tmp_path, resume=True, ckpt={"fallback": True})
   assert ckpt_driver.state_bytes(state) == reference[0] and history["loss"] == reference[1]["loss"]
   # With every checkpoint damaged the fallback has nothing left: an error naming the oldest (kept: 2, 3, 4).
   for path in checkpoint.checkpoints(tmp_path):
-    open(path, "r+b").truncate(10)
+    os.truncate(path, 10)
   with pytest.raises(checkpoint.CorruptCheckpointError, match="ckpt_00000002.msgpack"), pytest.warns(RuntimeWarning):
     fit(tmp_path, resume=True, ckpt={"fallback": True})
 

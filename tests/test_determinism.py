@@ -10,6 +10,7 @@ and paste the printed lines over the constants below (say why in the commit mess
 import hashlib
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -58,9 +59,9 @@ def test_same_seed_same_bytes_across_processes_other_seed_other_bytes(tmp_path):
   for proc in procs:
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
-  first, second = (open(out, "rb").read() for out in outs)
+  first, second = (pathlib.Path(out).read_bytes() for out in outs)
   assert len(first) > 1000 and first == second  # the whole TrainState after 4 epochs with dropout
-  assert open(outs[0] + ".json").read() == open(outs[1] + ".json").read()  # and every loss
+  assert pathlib.Path(outs[0] + ".json").read_text() == pathlib.Path(outs[1] + ".json").read_text()  # every loss
   other_seed, _ = ckpt_driver.run(seed=1)
   assert ckpt_driver.state_bytes(other_seed) != first
 
