@@ -92,6 +92,8 @@ class Config:
   seed: int = 0
   out: str = "runs/activations"
   verbose: int = 0
+  resume: bool = False  # --resume: continue each fit from its newest checkpoint
+  checkpoint_every: int | None = None  # None: about 10 checkpoints per fit
 
 
 def parse_args(argv: Sequence[str] | None) -> Config:
@@ -107,7 +109,8 @@ def parse_args(argv: Sequence[str] | None) -> Config:
     activations_lib.get(name)  # an unknown name fails now, with the list of valid ones
   return Config(activations=tuple(a.activations), hidden=a.hidden, epochs=a.epochs, batch_size=a.batch_size,
                 learning_rate=a.learning_rate, dataset=a.dataset, data_dir=a.data_dir, n_train=a.n_train,
-                n_test=a.n_test, seed=a.seed, out=a.out, verbose=a.verbose)
+                n_test=a.n_test, seed=a.seed, out=a.out, verbose=a.verbose,
+                resume=a.resume, checkpoint_every=a.checkpoint_every)
 
 
 # --------------------------------------------------------------------------------------------- part 1
@@ -189,7 +192,8 @@ def train_all(config: Config) -> tuple[dict[str, Any], dict[str, Any]]:
         model, params, x_train, ds.y_train, loss="sparse_categorical_crossentropy",
         optimizer=optimizers.OptimizerConfig("adam", learning_rate=config.learning_rate), metrics=["accuracy"],
         epochs=config.epochs, batch_size=min(config.batch_size, len(x_train)),
-        validation_data=(x_test, ds.y_test), key=jax.random.fold_in(key, 1), verbose=config.verbose)
+        validation_data=(x_test, ds.y_test), key=jax.random.fold_in(key, 1), verbose=config.verbose,
+        checkpoint=common.checkpointing(config, name, config.epochs))
     seconds = time.perf_counter() - start
     test = history["val_accuracy"]  # the test set, watched after every epoch (never used to choose anything)
     reached = next((i + 1 for i, a in enumerate(test) if a >= TARGET), None)

@@ -74,6 +74,8 @@ class Config:
   seed: int = 0
   out: str = "runs/backprop"
   verbose: int = 0
+  resume: bool = False  # --resume: continue each fit from its newest checkpoint
+  checkpoint_every: int | None = None  # None: about 10 checkpoints per fit
 
 
 # --------------------------------------------------------------------------------------------- by hand
@@ -233,7 +235,8 @@ def parse_args(argv: Sequence[str] | None) -> Config:
   a = p.parse_args(argv)
   return Config(dataset=a.dataset, data_dir=a.data_dir, n_train=a.n_train, n_test=a.n_test, hidden=a.hidden,
                 steps=a.steps, learning_rates=(("softmax_crossentropy", a.lr_ce), ("sigmoid_mse", a.lr_mse)),
-                heads=tuple(a.heads), grad_batch=a.grad_batch, seed=a.seed, out=a.out, verbose=a.verbose)
+                heads=tuple(a.heads), grad_batch=a.grad_batch, seed=a.seed, out=a.out, verbose=a.verbose,
+                resume=a.resume, checkpoint_every=a.checkpoint_every)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -276,7 +279,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     state, history = training.fit(
         model, params, x_train, y_lib, loss=loss_name,
         optimizer=optimizers.OptimizerConfig(name="sgd", learning_rate=lr), epochs=config.steps,
-        batch_size=len(x_train), shuffle=False, verbose=config.verbose)
+        batch_size=len(x_train), shuffle=False, verbose=config.verbose,
+        checkpoint=common.checkpointing(config, head, config.steps))
     fit_curve = np.asarray(history["loss"])
     train32 = {"loss": check_close(f"{head} float32 fit vs float64 hand", fit_curve, hand_curve64, "float32"),
                "params": tree_difference(state.params, hand64)}

@@ -1,8 +1,12 @@
-"""What every experiment shares: its argument parser, MNIST arrays, training, and the results it writes.
+"""What every experiment shares: its argument parser, MNIST arrays, training, checkpoints, and the results.
 
 The digit recognizers (mnist_mlp, mnist_cnn, mnist_rnn) train with `train` and hand their models to `report`,
 which evaluates them on the test set, plots the curves, the confusion matrix and example predictions, and
 writes results.json with the same keys for all three.
+
+Every fit of every experiment checkpoints under <out>/checkpoints/<tag>/ (one tag per fit); `--resume`
+continues each from its newest complete checkpoint, and a fit that had finished returns its final state
+without training, so an interrupted experiment rerun with --resume ends as if it had not stopped.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any, Mapping, Sequence
 import jax
 import numpy as np
 
+from jaxnn import checkpoint
 from jaxnn import cli
 from jaxnn import data
 from jaxnn import losses
@@ -29,12 +34,30 @@ FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sanda
 
 
 def parser(name: str, doc: str | None) -> cli.ArgumentParser:
-  """An argument parser with the flags every experiment has: --out, --seed, --verbose."""
+  """An argument parser with the flags every experiment has: --out, --seed, --verbose, --resume,
+  --checkpoint-every."""
   p = cli.ArgumentParser(prog=f"python -m experiments.{name}", description=(doc or "").split("\n")[0])
   p.add_argument("--out", default=os.path.join("runs", name), help="output folder (default: runs/%(prog)s)")
   p.add_argument("--seed", type=int, default=0, help="PRNG seed")
   p.add_argument("--verbose", type=int, default=0, choices=(0, 1, 2), help="per-epoch progress lines")
+  p.add_argument("--resume", action="store_true",
+                 help="continue every fit from its newest complete checkpoint under OUT/checkpoints "
+                      "(finished fits are not trained again)")
+  p.add_argument("--checkpoint-every", type=cli.positive_int, default=None, metavar="N",
+                 help="save the training state every N epochs (default: about 10 checkpoints per fit) and at "
+                      "the end of each fit")
   return p
+
+
+def checkpointing(config: Any, tag: str, epochs: int) -> checkpoint.Checkpointing:
+  """The Checkpointing of one fit of an experiment: <out>/checkpoints/<tag>/, the newest 2 kept.
+
+  `config` has `out`, `resume` and `checkpoint_every` (None: every ceil(epochs / 10) epochs, so that a
+  2,000-epoch lesson does not spend its time writing files).
+  """
+  every = config.checkpoint_every or max(1, -(-epochs // 10))
+  return checkpoint.Checkpointing(os.path.join(config.out, "checkpoints", tag), every=every, keep=2,
+                                  resume=config.resume)
 
 
 def add_data_args(p: cli.ArgumentParser, *, n_train: int | None = None, n_test: int | None = None) -> None:
@@ -106,8 +129,9 @@ class Trained:
 
 
 def train(model: Sequential, x_train: np.ndarray, y_train: np.ndarray, *, config: Any, epochs: int,
-          init_key: jax.Array, fit_key: jax.Array, from_logits: bool = False) -> Trained:
-  """Initializes and fits `model` with the config's optimizer, schedule, batch size and validation split.
+          init_key: jax.Array, fit_key: jax.Array, from_logits: bool = False, tag: str = "model") -> Trained:
+  """Initializes and fits `model` with the config's optimizer, schedule, batch size and validation split,
+  checkpointing under <out>/checkpoints/<tag>.
 
   The loss is sparse categorical cross-entropy, on the model's softmax probabilities, or on its logits
   with `from_logits` (then no probability is clipped, so no class can lose its gradient).
@@ -124,7 +148,8 @@ def train(model: Sequential, x_train: np.ndarray, y_train: np.ndarray, *, config
   start = time.perf_counter()
   state, history = training.fit(
       model, params, x_train, y_train, loss=loss, optimizer=optimizer, metrics=["accuracy"], epochs=epochs,
-      batch_size=batch_size, validation_split=config.validation_split, key=fit_key, verbose=config.verbose)
+      batch_size=batch_size, validation_split=config.validation_split, key=fit_key, verbose=config.verbose,
+      checkpoint=checkpointing(config, tag, epochs))
   return Trained(model, state, history, time.perf_counter() - start, loss)
 
 

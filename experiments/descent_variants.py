@@ -83,6 +83,8 @@ class Config:
   seed: int = 0
   out: str = "runs/descent_variants"
   verbose: int = 0
+  resume: bool = False  # --resume: continue each fit from its newest checkpoint
+  checkpoint_every: int | None = None  # None: about 10 checkpoints per fit
 
 
 def parse_args(argv: Sequence[str] | None) -> Config:
@@ -102,7 +104,8 @@ def parse_args(argv: Sequence[str] | None) -> Config:
                 house_mini_batch=min(a.house_mini_batch, a.houses), mnist_epochs=a.mnist_epochs,
                 mnist_learning_rate=a.mnist_learning_rate, mnist_mini_batch=a.mnist_mini_batch,
                 mnist_hidden=a.mnist_hidden, skip_mnist=a.skip_mnist, dataset=a.dataset, data_dir=a.data_dir,
-                n_train=a.n_train, n_test=a.n_test, seed=a.seed, out=a.out, verbose=a.verbose)
+                n_train=a.n_train, n_test=a.n_test, seed=a.seed, out=a.out, verbose=a.verbose,
+                resume=a.resume, checkpoint_every=a.checkpoint_every)
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -168,14 +171,15 @@ def noise_summary(full: np.ndarray, batch_losses: np.ndarray, steps_per_epoch: i
 # --------------------------------------------------------------------------------------------- runs
 def run_variants(model: Sequential, params: Any, x: np.ndarray, y: np.ndarray, *, loss: str, batch_sizes: dict,
                  learning_rate: float, epochs: int, validation_data: tuple, key: jax.Array, verbose: int,
+                 config: Any, tag: str,
                  metrics: Sequence[str] = ()) -> dict[str, tuple[training.TrainState, training.History]]:
-  """fit once per variant, same everything but batch_size."""
+  """fit once per variant, same everything but batch_size (checkpoints under <out>/checkpoints/<tag>_<variant>)."""
   runs = {}
   for name, batch_size in batch_sizes.items():
     runs[name] = training.fit(
         model, params, x, y, loss=loss, optimizer=optimizers.OptimizerConfig("sgd", learning_rate=learning_rate),
         metrics=metrics, epochs=epochs, batch_size=batch_size, validation_data=validation_data, key=key,
-        verbose=verbose)
+        verbose=verbose, checkpoint=common.checkpointing(config, f"{tag}_{name}", epochs))
   return runs
 
 
@@ -199,7 +203,7 @@ def houses(config: Config, key: jax.Array) -> tuple[dict[str, Any], dict[str, An
   sizes = {"batch": len(x), "stochastic": 1, "mini_batch": config.house_mini_batch}
   runs = run_variants(model, params, x, y, loss="mean_squared_error", batch_sizes=sizes,
                       learning_rate=config.house_learning_rate, epochs=config.house_epochs,
-                      validation_data=(x, y), key=key, verbose=config.verbose)
+                      validation_data=(x, y), key=key, verbose=config.verbose, config=config, tag="houses")
   summary = summarize(runs)
 
   loss = losses_lib.get("mean_squared_error")
@@ -248,7 +252,8 @@ def mnist(config: Config, key: jax.Array) -> dict[str, Any]:
   sizes = {"batch": len(x_train), "stochastic": 1, "mini_batch": min(config.mnist_mini_batch, len(x_train))}
   runs = run_variants(model, params, x_train, ds.y_train, loss="sparse_categorical_crossentropy", batch_sizes=sizes,
                       learning_rate=config.mnist_learning_rate, epochs=config.mnist_epochs,
-                      validation_data=(x_test, ds.y_test), key=key, verbose=config.verbose, metrics=["accuracy"])
+                      validation_data=(x_test, ds.y_test), key=key, verbose=config.verbose, metrics=["accuracy"],
+                      config=config, tag="mnist")
   summary = summarize(runs)
   for name in summary:
     summary[name]["test_loss"] = summary[name]["history"]["val_loss"][-1]

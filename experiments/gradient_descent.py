@@ -63,6 +63,8 @@ class Config:
   seed: int = 0
   out: str = "runs/gradient_descent"
   verbose: int = 0
+  resume: bool = False  # --resume: continue each fit from its newest checkpoint
+  checkpoint_every: int | None = None  # None: about 10 checkpoints per fit
 
 
 def parse_args(argv: Sequence[str] | None) -> Config:
@@ -71,7 +73,8 @@ def parse_args(argv: Sequence[str] | None) -> Config:
   p.add_argument("--epochs", type=cli.positive_int, default=Config.epochs)
   p.add_argument("--learning-rate", type=float, default=Config.learning_rate)
   a = p.parse_args(argv)
-  return Config(n=a.n, epochs=a.epochs, learning_rate=a.learning_rate, seed=a.seed, out=a.out, verbose=a.verbose)
+  return Config(n=a.n, epochs=a.epochs, learning_rate=a.learning_rate, seed=a.seed, out=a.out, verbose=a.verbose,
+                resume=a.resume, checkpoint_every=a.checkpoint_every)
 
 
 def insurance_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -153,7 +156,8 @@ def with_fit(x: np.ndarray, y: np.ndarray, config: Config, verbose: int) -> tupl
   state, history = training.fit(
       model, params, x, y[:, None], loss="binary_crossentropy",
       optimizer=optimizers.OptimizerConfig("sgd", learning_rate=config.learning_rate), metrics=["accuracy"],
-      epochs=config.epochs, batch_size=len(x), shuffle=False, verbose=verbose)
+      epochs=config.epochs, batch_size=len(x), shuffle=False, verbose=verbose,
+      checkpoint=common.checkpointing(config, "fit", config.epochs))
   return state, model, history
 
 

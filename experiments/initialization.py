@@ -88,6 +88,8 @@ class Config:
   seed: int = 0
   out: str = "runs/initialization"
   verbose: int = 0
+  resume: bool = False  # --resume: continue each fit from its newest checkpoint
+  checkpoint_every: int | None = None  # None: about 10 checkpoints per fit
 
 
 def build_model(config: Config, kernel_initializer: Any) -> Sequential:
@@ -157,7 +159,8 @@ def parse_args(argv: Sequence[str] | None) -> Config:
   return Config(dataset=a.dataset, data_dir=a.data_dir, n_train=a.n_train, n_test=a.n_test,
                 activation=a.activation, depth=a.depth, width=a.width, initializers=tuple(a.initializers),
                 epochs=a.epochs, batch_size=a.batch_size, learning_rate=a.learning_rate, momentum=a.momentum,
-                stats_batch=a.stats_batch, seed=a.seed, out=a.out, verbose=a.verbose)
+                stats_batch=a.stats_batch, seed=a.seed, out=a.out, verbose=a.verbose,
+                resume=a.resume, checkpoint_every=a.checkpoint_every)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -184,7 +187,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     state, history = training.fit(
         trained_model, params, x_train, y_train, loss=LOSS, optimizer=tx, metrics=["accuracy"],
         epochs=config.epochs, batch_size=config.batch_size, validation_data=(x_test, y_test),
-        key=jax.random.fold_in(jax.random.key(config.seed), 1), verbose=config.verbose)
+        key=jax.random.fold_in(jax.random.key(config.seed), 1), verbose=config.verbose,
+        checkpoint=common.checkpointing(config, name, config.epochs))
     h = history.history
     results[name] = {
         "kernel_initializer": initializers.serialize(initializers.get(INITIALIZERS[name])),

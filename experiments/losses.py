@@ -64,6 +64,8 @@ class Config:
   seed: int = 0
   out: str = "runs/losses"
   verbose: int = 0
+  resume: bool = False  # --resume: accepted by every experiment; this lesson has no fit to resume
+  checkpoint_every: int | None = None  # None: about 10 checkpoints per fit
 
 
 def parse_args(argv: Sequence[str] | None) -> Config:
@@ -72,7 +74,8 @@ def parse_args(argv: Sequence[str] | None) -> Config:
   p.add_argument("--grid", type=cli.positive_int, default=Config.grid, help="grid points per axis over (w, b)")
   p.add_argument("--span", type=float, default=Config.span, help="the grid covers [-span, span]^2")
   a = p.parse_args(argv)
-  return Config(n_points=a.n_points, grid=a.grid, span=a.span, seed=a.seed, out=a.out, verbose=a.verbose)
+  return Config(n_points=a.n_points, grid=a.grid, span=a.span, seed=a.seed, out=a.out, verbose=a.verbose,
+                resume=a.resume, checkpoint_every=a.checkpoint_every)
 
 
 # --------------------------------------------------------------------------------------------- by hand

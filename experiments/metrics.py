@@ -67,6 +67,8 @@ class Config:
   seed: int = 0
   out: str = "runs/metrics"
   verbose: int = 0
+  resume: bool = False  # --resume: continue each fit from its newest checkpoint
+  checkpoint_every: int | None = None  # None: about 10 checkpoints per fit
 
 
 # --------------------------------------------------------------------------------------------- numpy checks
@@ -148,7 +150,8 @@ def parse_args(argv: Sequence[str] | None) -> Config:
   a = p.parse_args(argv)
   return Config(dataset=a.dataset, data_dir=a.data_dir, n_train=a.n_train, n_test=a.n_test, hidden=a.hidden,
                 hidden_binary=a.hidden_binary, epochs=a.epochs, batch_size=a.batch_size, positive=a.positive,
-                seed=a.seed, out=a.out, verbose=a.verbose)
+                seed=a.seed, out=a.out, verbose=a.verbose,
+                resume=a.resume, checkpoint_every=a.checkpoint_every)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -169,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
   state, _ = training.fit(model, model.init(jax.random.fold_in(key, 0), x_train.shape[1:]), x_train, y_train,
                           loss="sparse_categorical_crossentropy", optimizer=tx, metrics=["accuracy"],
                           epochs=config.epochs, batch_size=batch_size, key=jax.random.fold_in(key, 1),
-                          verbose=config.verbose)
+                          verbose=config.verbose, checkpoint=common.checkpointing(config, "ten_classes", config.epochs))
   probs = training.predict(model, state.params, x_test)
   multi, multi_diffs = scores(y_test, probs, num_classes)
 
@@ -189,7 +192,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
   for name, class_weight in (("trained", None), ("trained_balanced", balanced)):
     state_b, _ = training.fit(model_b, params_b, x_train, t_train[:, None], loss="binary_crossentropy",
                               optimizer=tx, metrics=["accuracy"], epochs=config.epochs, batch_size=batch_size,
-                              class_weight=class_weight, key=jax.random.fold_in(key, 3), verbose=config.verbose)
+                              class_weight=class_weight, key=jax.random.fold_in(key, 3), verbose=config.verbose,
+                              checkpoint=common.checkpointing(config, f"is_5_{name}", config.epochs))
     binary_probs[name] = training.predict(model_b, state_b.params, x_test)[:, 0]
     binary[name] = scores(t_test, binary_probs[name], 2)
   sweep = {kind: [float(fn(t_test, binary_probs["trained"], threshold=t)) for t in THRESHOLDS]

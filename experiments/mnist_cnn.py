@@ -58,6 +58,8 @@ class Config:
   n_test: int | None = None
   out: str = "runs/mnist_cnn"
   verbose: int = 1
+  resume: bool = False  # --resume: continue each fit from its newest checkpoint
+  checkpoint_every: int | None = None  # None: about 10 checkpoints per fit
 
 
 def build_model(config: Config, num_classes: int) -> Sequential:
@@ -95,7 +97,8 @@ def parse_args(argv: Sequence[str] | None) -> Config:
                 schedule=a.schedule, seed=a.seed, epochs=a.epochs, batch_size=a.batch_size,
                 filters=tuple(a.filters), padding=a.padding, dense=a.dense, dropout=a.dropout,
                 validation_split=a.validation_split, n_train=a.n_train, n_test=a.n_test, out=a.out,
-                verbose=a.verbose)
+                verbose=a.verbose,
+                resume=a.resume, checkpoint_every=a.checkpoint_every)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -111,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
   model = build_model(config, ds.num_classes)
   trained = {"cnn": common.train(model, x_train, ds.y_train, config=config, epochs=config.epochs,
                                  init_key=jax.random.fold_in(key, 0), fit_key=jax.random.fold_in(key, 1),
-                                 from_logits=True)}
+                                 from_logits=True, tag="cnn")}
   return common.report(config, ds, x_test, trained, plot_model="cnn")
 
 

@@ -52,6 +52,8 @@ class Config:
   n_test: int | None = None
   out: str = "runs/mnist_mlp"
   verbose: int = 1
+  resume: bool = False  # --resume: continue each fit from its newest checkpoint
+  checkpoint_every: int | None = None  # None: about 10 checkpoints per fit
 
 
 def build_models(config: Config, num_classes: int) -> dict[str, Sequential]:
@@ -92,7 +94,8 @@ def parse_args(argv: Sequence[str] | None) -> Config:
                 schedule=a.schedule,
                 seed=a.seed, batch_size=a.batch_size, hidden=tuple(a.hidden), dropout=a.dropout,
                 validation_split=a.validation_split, n_train=a.n_train, n_test=a.n_test, out=a.out,
-                verbose=a.verbose, **epochs)
+                verbose=a.verbose,
+                resume=a.resume, checkpoint_every=a.checkpoint_every, **epochs)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -108,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     epochs = config.epochs_a if name == "A" else config.epochs_b
     trained[name] = common.train(model, x_train, ds.y_train, config=config, epochs=epochs,
                                  init_key=jax.random.fold_in(key, 2 * i),
-                                 fit_key=jax.random.fold_in(key, 2 * i + 1))
+                                 fit_key=jax.random.fold_in(key, 2 * i + 1), tag=name)
   # Predictions of the better model: classes, confusion matrix, examples, mistakes.
   return common.report(config, ds, x_test, trained, plot_model="B")
 

@@ -52,6 +52,8 @@ class Config:
   n_test: int | None = None
   out: str = "runs/mnist_rnn"
   verbose: int = 1
+  resume: bool = False  # --resume: continue each fit from its newest checkpoint
+  checkpoint_every: int | None = None  # None: about 10 checkpoints per fit
 
 
 def build_model(config: Config, num_classes: int) -> Sequential:
@@ -73,7 +75,8 @@ def parse_args(argv: Sequence[str] | None) -> Config:
   return Config(dataset=a.dataset, data_dir=a.data_dir, cell=a.cell, units=a.units, optimizer=a.optimizer,
                 learning_rate=a.learning_rate, schedule=a.schedule, clipnorm=a.clipnorm or None, seed=a.seed,
                 epochs=a.epochs, batch_size=a.batch_size, validation_split=a.validation_split,
-                n_train=a.n_train, n_test=a.n_test, out=a.out, verbose=a.verbose)
+                n_train=a.n_train, n_test=a.n_test, out=a.out, verbose=a.verbose,
+                resume=a.resume, checkpoint_every=a.checkpoint_every)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -88,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
   key = jax.random.key(config.seed)
   trained = {config.cell: common.train(build_model(config, ds.num_classes), x_train, ds.y_train, config=config,
                                        epochs=config.epochs, init_key=jax.random.fold_in(key, 0),
-                                       fit_key=jax.random.fold_in(key, 1), from_logits=True)}
+                                       fit_key=jax.random.fold_in(key, 1), from_logits=True, tag=config.cell)}
   return common.report(config, ds, x_test, trained, plot_model=config.cell)
 
 

@@ -68,6 +68,8 @@ class Config:
   seed: int = 0
   out: str = "runs/perceptron"
   verbose: int = 0
+  resume: bool = False  # --resume: continue each fit from its newest checkpoint
+  checkpoint_every: int | None = None  # None: about 10 checkpoints per fit
 
 
 def parse_args(argv: Sequence[str] | None) -> Config:
@@ -84,7 +86,8 @@ def parse_args(argv: Sequence[str] | None) -> Config:
   a = p.parse_args(argv)
   return Config(learning_rate=a.learning_rate, max_epochs=a.max_epochs, grid_points=a.grid_points,
                 mlp_hidden=a.mlp_hidden, mlp_activation=a.mlp_activation, mlp_epochs=a.mlp_epochs,
-                mlp_learning_rate=a.mlp_learning_rate, seed=a.seed, out=a.out, verbose=a.verbose)
+                mlp_learning_rate=a.mlp_learning_rate, seed=a.seed, out=a.out, verbose=a.verbose,
+                resume=a.resume, checkpoint_every=a.checkpoint_every)
 
 
 def neuron_params(w: np.ndarray, b: float) -> dict[str, Any]:
@@ -164,7 +167,8 @@ def train_mlp(config: Config) -> tuple[Sequential, Any, dict[str, Any]]:
   state, history = training.fit(
       model, params, INPUTS, y, loss="binary_crossentropy",
       optimizer=optimizers.OptimizerConfig("adam", learning_rate=config.mlp_learning_rate),
-      metrics=["accuracy"], epochs=config.mlp_epochs, batch_size=4, verbose=config.verbose)
+      metrics=["accuracy"], epochs=config.mlp_epochs, batch_size=4, verbose=config.verbose,
+      checkpoint=common.checkpointing(config, "xor_mlp", config.mlp_epochs))
   probs = training.predict(model, state.params, INPUTS)[:, 0]
   classes = training.predict_classes(model, state.params, INPUTS)
   return model, state.params, {

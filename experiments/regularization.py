@@ -81,6 +81,8 @@ class Config:
   seed: int = 0
   out: str = "runs/regularization"
   verbose: int = 0
+  resume: bool = False  # --resume: continue each fit from its newest checkpoint
+  checkpoint_every: int | None = None  # None: about 10 checkpoints per fit
 
 
 def build_model(config: Config, variant: str) -> Sequential:
@@ -124,7 +126,8 @@ def parse_args(argv: Sequence[str] | None) -> Config:
   return Config(dataset=a.dataset, data_dir=a.data_dir, n_train=a.n_train, n_val=a.n_val, n_test=a.n_test,
                 hidden=tuple(a.hidden), epochs=a.epochs, batch_size=a.batch_size, learning_rate=a.learning_rate,
                 l1=a.l1, l2=a.l2, l1_l2=tuple(a.l1_l2), dropout=a.dropout, max_norm=a.max_norm,
-                patience=a.patience, variants=variants, seed=a.seed, out=a.out, verbose=a.verbose)
+                patience=a.patience, variants=variants, seed=a.seed, out=a.out, verbose=a.verbose,
+                resume=a.resume, checkpoint_every=a.checkpoint_every)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -158,7 +161,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     state, history = training.fit(
         model, params, x_train, y_train, loss=LOSS, optimizer=tx, metrics=list(METRICS),
         epochs=config.epochs, batch_size=config.batch_size, validation_data=(x_val, y_val),
-        early_stopping=stopper, key=jax.random.fold_in(jax.random.key(config.seed), 1), verbose=config.verbose)
+        early_stopping=stopper, key=jax.random.fold_in(jax.random.key(config.seed), 1), verbose=config.verbose,
+        checkpoint=common.checkpointing(config, variant, config.epochs))
     # Final numbers at inference on the final weights: the history's training accuracy is measured with
     # dropout on and while the weights move.
     scores = {split: training.evaluate(model, state.params, x, y, loss=LOSS, metrics=list(METRICS))

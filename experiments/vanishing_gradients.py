@@ -86,6 +86,8 @@ class Config:
   seed: int = 0
   out: str = "runs/vanishing_gradients"
   verbose: int = 0
+  resume: bool = False  # --resume: continue each fit from its newest checkpoint
+  checkpoint_every: int | None = None  # None: about 10 checkpoints per fit
 
 
 def build_model(config: Config, activation: str | None, kernel_initializer: Any) -> Sequential:
@@ -122,7 +124,8 @@ def parse_args(argv: Sequence[str] | None) -> Config:
   return Config(dataset=a.dataset, data_dir=a.data_dir, n_train=a.n_train, n_test=a.n_test, depth=a.depth,
                 width=a.width, settings=tuple(a.settings), epochs=a.epochs, batch_size=a.batch_size,
                 learning_rate=a.learning_rate, momentum=a.momentum, stats_batch=a.stats_batch, seed=a.seed,
-                out=a.out, verbose=a.verbose)
+                out=a.out, verbose=a.verbose,
+                resume=a.resume, checkpoint_every=a.checkpoint_every)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -158,7 +161,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
       state, history = training.fit(
           model, state if epoch else params, x_train, y_train, loss=LOSS, optimizer=txs[clip],
           metrics=["accuracy"], epochs=1, batch_size=config.batch_size,
-          key=jax.random.fold_in(jax.random.key(config.seed), 1), verbose=config.verbose)
+          key=jax.random.fold_in(jax.random.key(config.seed), 1), verbose=config.verbose,
+          # No NaN guard: the exploding settings are here to show the loss turning nan.
+          max_bad_steps=None, checkpoint=common.checkpointing(config, f"{name}/epoch_{epoch + 1}", 1))
       for k, v in history.history.items():
         logs.setdefault(k, []).extend(v)
       stats.append(jax.device_get(layer_statistics(state.params, x_stats, y_stats, model=model, loss=LOSS)))

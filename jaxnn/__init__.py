@@ -5,18 +5,22 @@ semantics, optimizers are optax, and `fit` runs each epoch as one compiled progr
 """
 
 from jaxnn import activations
+from jaxnn import checkpoint
 from jaxnn import convolutional
 from jaxnn import constraints
 from jaxnn import data
 from jaxnn import initializers
 from jaxnn import losses
 from jaxnn import metrics
+from jaxnn import numerics
 from jaxnn import optimizers
 from jaxnn import parallel
 from jaxnn import recurrent
 from jaxnn import regularizers
 from jaxnn import sweep
 from jaxnn import training
+from jaxnn.checkpoint import CheckpointError
+from jaxnn.checkpoint import Checkpointing
 from jaxnn.convolutional import AveragePooling1D
 from jaxnn.convolutional import AveragePooling2D
 from jaxnn.convolutional import BatchNormalization
@@ -37,6 +41,7 @@ from jaxnn.layers import Dropout
 from jaxnn.layers import Flatten
 from jaxnn.layers import Layer
 from jaxnn.models import Sequential
+from jaxnn.numerics import NonFiniteError
 from jaxnn.optimizers import OptimizerConfig
 from jaxnn.recurrent import GRU
 from jaxnn.recurrent import LSTM
@@ -61,6 +66,7 @@ __all__ = [
     "AveragePooling1D", "AveragePooling2D", "BatchNormalization", "Bidirectional", "Conv1D", "Conv2D", "GRU",
     "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "LSTM",
     "MaxPooling1D", "MaxPooling2D", "Reshape", "SimpleRNN", "convolutional", "recurrent",
+    "CheckpointError", "Checkpointing", "NonFiniteError", "checkpoint", "numerics",
     "Activation", "DataError", "Dense", "Dropout", "EarlyStopping", "Flatten", "History", "JaxnnError", "Layer",
     "OptimizerConfig", "Sequential", "TrainState", "activations", "constraints", "create_train_state", "data",
     "evaluate", "fit", "initializers", "losses", "metrics", "optimizers", "predict", "predict_classes",

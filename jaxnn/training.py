@@ -24,8 +24,10 @@ import numpy as np
 import optax
 from flax.training import train_state
 
+from jaxnn import checkpoint as checkpoint_lib
 from jaxnn import losses as losses_lib
 from jaxnn import metrics as metrics_lib
+from jaxnn import numerics
 from jaxnn import optimizers
 from jaxnn import parallel
 from jaxnn.errors import JaxnnError
@@ -36,12 +38,14 @@ PyTree = Any
 
 
 class TrainState(train_state.TrainState):
-  """Flax's TrainState (step, params, tx, opt_state) plus the run's PRNG key, the epochs completed and the
-  model's non-trained state (BatchNormalization's running statistics; {} for most models)."""
+  """Flax's TrainState (step, params, tx, opt_state) plus the run's PRNG key, the epochs completed, the
+  model's non-trained state (BatchNormalization's running statistics; {} for most models) and the
+  non-finite-step counters of `numerics.guard` (skipped steps, consecutive ones, batches seen)."""
 
   key: Array
   epoch: Array
   model_state: PyTree = dataclasses.field(default_factory=dict)
+  faults: PyTree = dataclasses.field(default_factory=numerics.initial_faults)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,13 +129,15 @@ def _scan_sum(body: Callable, carry: PyTree, stats_shape: PyTree, xs: PyTree) ->
 # --------------------------------------------------------------------------------------------- train step
 def train_step(state: TrainState, x: Array, y: Array, sample_weight: Array, mask: Array, *,
                model: Sequential, loss: losses_lib.Loss, metrics: tuple[metrics_lib.Metric, ...] = (),
-               hparams: dict[str, Array] | None = None) -> tuple[TrainState, dict[str, PyTree]]:
+               hparams: dict[str, Array] | None = None,
+               max_bad_steps: int | None = None) -> tuple[TrainState, dict[str, PyTree]]:
   """One optimizer step on one batch: a pure function (jit it, or let `fit` scan it).
 
   The objective is the weighted data loss plus weight and activity penalties (Keras' total loss);
   constraints are applied after the update. The dropout key is folded from the run key and the step.
   `hparams` holds traced per-run values (`jaxnn.sweep.fit_many`): "l2" adds `l2 * sum(kernel**2)` over every
   layer's kernel to the objective, "dropout_rate" replaces every Dropout layer's rate.
+  With `max_bad_steps`, a step with a non-finite loss or gradients is skipped and counted (`numerics.guard`).
   """
   dropout_key = jax.random.fold_in(jax.random.fold_in(state.key, 1), state.step)
   hparams = hparams or {}
@@ -146,20 +152,27 @@ def train_step(state: TrainState, x: Array, y: Array, sample_weight: Array, mask
     return data_loss + penalty, (y_pred, aux["state"])
 
   (total, (y_pred, model_state)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
-  state = state.apply_gradients(grads=grads, model_state=model_state)
-  state = state.replace(params=model.constrain(state.params))
-  return state, _batch_stats(total, y, y_pred, mask, metrics)
+
+  def update(st: TrainState) -> TrainState:
+    st = st.apply_gradients(grads=grads, model_state=model_state)
+    return st.replace(params=model.constrain(st.params))
+
+  stats = _batch_stats(total, y, y_pred, mask, metrics)
+  if max_bad_steps is None:
+    return update(state), stats
+  return numerics.guard(state, update, total, grads, stats, max_bad_steps)
 
 
 def train_epoch(state: TrainState, x: Array, y: Array, sample_weight: Array, *, model: Sequential,
                 loss: losses_lib.Loss, metrics: tuple[metrics_lib.Metric, ...], batch_size: int,
                 shuffle: bool = True, hparams: dict[str, Array] | None = None, order_key: Array | None = None,
-                batch_sharding: jax.sharding.Sharding | None = None) -> tuple[TrainState, dict[str, PyTree]]:
+                batch_sharding: jax.sharding.Sharding | None = None,
+                max_bad_steps: int | None = None) -> tuple[TrainState, dict[str, PyTree]]:
   """One pass over (x, y) in batches, as one program: shuffle, then scan `train_step` over the batches.
 
-  `hparams` goes to `train_step`; `order_key`, if given, replaces the run key for shuffling (models of
-  `jaxnn.sweep.fit_many` that share one data order). With `batch_sharding` (data-parallel `fit`) each
-  gathered batch is constrained to it, so XLA splits the step over the devices and inserts the all-reduce.
+  `hparams` and `max_bad_steps` go to `train_step`; `order_key`, if given, replaces the run key for shuffling
+  (models of `jaxnn.sweep.fit_many` that share one data order). With `batch_sharding` (data-parallel `fit`)
+  each gathered batch is constrained to it, so XLA splits the step over the devices and inserts the all-reduce.
   """
   n = x.shape[0]
   if shuffle:
@@ -169,7 +182,8 @@ def train_epoch(state: TrainState, x: Array, y: Array, sample_weight: Array, *, 
   else:
     order = jnp.arange(n)
   idx, valid = batch_indices(n, batch_size, order)
-  step = functools.partial(train_step, model=model, loss=loss, metrics=metrics, hparams=hparams)
+  step = functools.partial(train_step, model=model, loss=loss, metrics=metrics, hparams=hparams,
+                           max_bad_steps=max_bad_steps)
 
   def body(st, batch):
     idx_b, valid_b = batch
@@ -212,7 +226,7 @@ def eval_totals(params: PyTree, model_state: PyTree, x: Array, y: Array, *, mode
 
 
 _STATIC = ("model", "loss", "metrics", "batch_size")
-_train_epoch_jit = jax.jit(train_epoch, static_argnames=_STATIC + ("shuffle", "batch_sharding"),
+_train_epoch_jit = jax.jit(train_epoch, static_argnames=_STATIC + ("shuffle", "batch_sharding", "max_bad_steps"),
                            donate_argnames=("state",))
 _eval_totals_jit = jax.jit(eval_totals, static_argnames=_STATIC)
 _COMPILED: dict[Any, Any] = {}
@@ -332,7 +346,9 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
         validation_data: tuple[Any, Any] | None = None, validation_split: float = 0.0,
         sample_weight: Any = None, class_weight: Any = None, shuffle: bool = True,
         key: Array | None = None, early_stopping: EarlyStopping | None = None, verbose: int = 1,
-        eval_batch_size: int = 1024, data_parallel: Any = False) -> tuple[TrainState, History]:
+        eval_batch_size: int = 1024, data_parallel: Any = False,
+        checkpoint: checkpoint_lib.Checkpointing | None = None,
+        max_bad_steps: int | None = numerics.DEFAULT_MAX_BAD_STEPS) -> tuple[TrainState, History]:
   """Trains `model` and returns `(state, history)`, Keras' `fit` as a function.
 
   Args:
@@ -357,6 +373,11 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
     data_parallel: True to split each batch over every device JAX sees (params replicated, gradients
       all-reduced by XLA; see `jaxnn.parallel`), or a `jax.sharding.Mesh` with a "data" axis. batch_size must
       be divisible by the number of devices. The result equals single-device training within float rounding.
+    checkpoint: a `checkpoint.Checkpointing`: save the whole training state every N epochs and at the end;
+      with `resume`, continue from the newest checkpoint up to `epochs` in all (History included).
+    max_bad_steps: skip steps whose loss or gradients are not finite (params and optimizer state keep their
+      bits; the epoch's loss and metrics average the applied steps; `skipped_steps` in the History) and
+      raise `numerics.NonFiniteError` naming the epoch and step once this many come in a row; None: no guard.
 
   Returns:
     The final TrainState (params in `state.params`) and a History.
@@ -365,6 +386,11 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
   metrics = _resolve_metrics(metrics, loss)
   x = _as_float_inputs(x, "x")
   y = _check_xy(model, loss, x, y, "fit")
+  numerics.check_finite(x, "x")
+  numerics.check_finite(y, "y")
+  if max_bad_steps is not None and (isinstance(max_bad_steps, bool) or not isinstance(max_bad_steps, int)
+                                    or max_bad_steps < 1):
+    raise JaxnnError(f"fit: max_bad_steps must be an int >= 1 or None (no guard), got {max_bad_steps!r}")
   if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
     raise JaxnnError(f"fit: epochs must be an int >= 0, got {epochs!r}")
   if not 0.0 <= validation_split < 1.0:
@@ -386,12 +412,15 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
   weights = np.ones((n,), np.float32) if sample_weight is None else np.asarray(sample_weight, np.float32)
   if weights.shape != (n,):
     raise JaxnnError(f"fit: sample_weight must have shape ({n},), got {weights.shape}")
+  numerics.check_finite(weights, "sample_weight")
   if class_weight is not None:
     num_classes = model.output_shapes(x.shape[1:])[-1][-1]
     weights = weights * np.asarray(losses_lib.class_weight_to_sample_weight(y, class_weight, num_classes))
   if validation_data is not None:
     x_val = _as_float_inputs(validation_data[0], "validation_data x")
     y_val = _check_xy(model, loss, x_val, validation_data[1], "validation_data")
+    numerics.check_finite(x_val, "validation_data x")
+    numerics.check_finite(y_val, "validation_data y")
   mesh = parallel.resolve_mesh(data_parallel)
   if mesh is not None:
     parallel.check_batch_size(batch_size, mesh)
@@ -400,6 +429,11 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
     state = params
   else:
     state = create_train_state(model, params, optimizer, key=key, model_state=model.init_state(x.shape[1:]))
+  target_epoch = int(state.epoch) + epochs
+  fit_settings = {"batch_size": batch_size, "samples": n, "shuffle": shuffle}
+  resumed = None if checkpoint is None else checkpoint_lib.begin(checkpoint, state, fit_settings, target_epoch)
+  if resumed is not None:
+    state = resumed.state
   # The compiled epoch donates the state's buffers; train on a copy so the caller's arrays stay valid.
   state = jax.tree_util.tree_map(jnp.copy, state)
 
@@ -409,7 +443,8 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
   state = state if mesh is None else put(state)
   x_d, y_d, w_d = put((x, y, weights))
   static = dict(model=model, loss=loss, metrics=metrics, batch_size=batch_size)
-  epoch_static = dict(static, shuffle=shuffle, batch_sharding=None if mesh is None else parallel.batch_sharding(mesh))
+  epoch_static = dict(static, shuffle=shuffle, max_bad_steps=max_bad_steps,
+                      batch_sharding=None if mesh is None else parallel.batch_sharding(mesh))
   start = time.perf_counter()
   epoch_fn, _ = _compiled(_train_epoch_jit, (state, x_d, y_d, w_d), epoch_static)
   if validation_data is not None:
@@ -423,12 +458,23 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
     print(f"compiled in {history.compile_seconds:.2f}s: {n} samples, batch {batch_size}, "
           f"{-(-n // batch_size)} steps/epoch", file=sys.stdout, flush=True)
 
-  best, best_params, wait = None, None, 0
+  best, best_params, wait, stop = None, None, 0, False
+  if resumed is not None:  # the run so far: its History and early stopping's progress
+    history.epoch, history.history = list(resumed.history["epoch"]), dict(resumed.history["history"])
+    best, wait, stop = (resumed.meta["early_stopping"][k] for k in ("best", "wait", "stopped"))
+    best_params = resumed.best_params
+    if verbose:
+      print(f"resumed from {resumed.path} at epoch {int(state.epoch)} of {target_epoch}", flush=True)
   first_epoch = int(state.epoch)
-  for epoch in range(first_epoch, first_epoch + epochs):
+  faults = jax.device_get(state.faults)
+  for epoch in range(first_epoch, first_epoch if stop else target_epoch):
     t0 = time.perf_counter()
     state, totals = epoch_fn(state, x_d, y_d, w_d)
     logs = _finalize(totals, metrics)  # device_get: the epoch has finished
+    if max_bad_steps is not None:  # raises after max_bad_steps in a row, before anything is saved
+      faults, logs["skipped_steps"] = numerics.epoch_faults(
+          faults, jax.device_get(state.faults), max_bad_steps, epoch=epoch + 1,
+          checkpoint_dir=None if checkpoint is None else checkpoint.directory)
     if validation_data is not None:
       logs.update({f"val_{k}": v for k, v in _finalize(eval_fn(state.params, state.model_state, xv_d, yv_d), metrics).items()})
     logs["seconds"] = time.perf_counter() - t0
@@ -437,7 +483,7 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
       logs["learning_rate"] = float(lr)
     history.append(epoch + 1, logs)
     if verbose:
-      print(_progress_line(epoch + 1, first_epoch + epochs, logs), flush=True)
+      print(_progress_line(epoch + 1, target_epoch, logs), flush=True)
     if early_stopping is not None:
       if early_stopping.monitor not in logs:
         raise JaxnnError(f"EarlyStopping: monitor {early_stopping.monitor!r} is not logged; "
@@ -449,11 +495,16 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
           best_params = jax.tree_util.tree_map(jnp.copy, state.params)  # the state's buffers get donated
       else:
         wait += 1
-        if wait > early_stopping.patience:
-          if verbose:
-            print(f"early stopping at epoch {epoch + 1}: {early_stopping.monitor} did not improve for "
-                  f"{wait} epochs (best {best:.4f})", flush=True)
-          break
+        stop = wait > early_stopping.patience
+        if stop and verbose:
+          print(f"early stopping at epoch {epoch + 1}: {early_stopping.monitor} did not improve for "
+                f"{wait} epochs (best {best:.4f})", flush=True)
+    if checkpoint is not None and checkpoint.due(epoch + 1, last=stop or epoch + 1 == target_epoch):
+      checkpoint_lib.save(checkpoint.directory, state, keep=checkpoint.keep, best_params=best_params,
+                          history={"epoch": history.epoch, "history": [[k, v] for k, v in history.history.items()]},
+                          meta={"fit": fit_settings, "early_stopping": {"best": best, "wait": wait, "stopped": stop}})
+    if stop:
+      break
   if best_params is not None:
     state = state.replace(params=best_params)
   return state, history
@@ -461,7 +512,9 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
 
 def _progress_line(epoch: int, epochs: int, logs: dict[str, float]) -> str:
   parts = [f"Epoch {epoch}/{epochs}", f"{logs['seconds']:.2f}s"]
-  parts += [f"{k}: {v:.4f}" for k, v in logs.items() if k not in ("seconds", "learning_rate")]
+  parts += [f"{k}: {v:.4f}" for k, v in logs.items() if k not in ("seconds", "learning_rate", "skipped_steps")]
+  if logs.get("skipped_steps"):
+    parts.append(f"skipped steps (non-finite): {logs['skipped_steps']}")
   return " - ".join(parts)
 
 

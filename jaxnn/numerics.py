@@ -1,0 +1,104 @@
+"""Numerical faults: a guard that skips non-finite steps, and a check for NaN / infinity in the data.
+
+The guard runs inside the compiled train step. A step whose loss or gradients are not all finite is
+skipped: the update runs under `lax.cond`, so params, optimizer state, model state and step count keep
+their old arrays and every bit (optax.apply_if_finite adds a zero update instead, which
+turns -0.0 into 0.0, and it guards neither the model state nor the constraints). The TrainState's `faults`
+counts the skipped steps, the current run of consecutive ones and the batches seen; once `max_bad_steps`
+steps in a row were skipped the rest of the epoch does nothing and `fit` raises `NonFiniteError`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnn import checkpoint
+from jaxnn.errors import JaxnnError
+
+Array = jax.Array
+PyTree = Any
+
+# fit's default: a few bad batches in a row are skipped (one corrupted batch, a transient overflow);
+# a run that keeps producing them has diverged and stops.
+DEFAULT_MAX_BAD_STEPS = 10
+
+
+class NonFiniteError(JaxnnError):
+  """Training stopped: too many consecutive steps had a non-finite loss or non-finite gradients."""
+
+
+def initial_faults() -> dict[str, Array]:
+  """The TrainState's fault counters: skipped steps, current run of consecutive skips, batches seen."""
+  return {"skipped_steps": jnp.zeros((), jnp.int32), "consecutive": jnp.zeros((), jnp.int32),
+          "batches": jnp.zeros((), jnp.int32)}
+
+
+def all_finite(tree: PyTree) -> Array:
+  """True when every floating-point leaf of `tree` is finite (one fused reduction per leaf)."""
+  leaves = [jnp.all(jnp.isfinite(a)) for a in jax.tree_util.tree_leaves(tree)
+            if jnp.issubdtype(jnp.result_type(a), jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+
+
+def guard(state: Any, update: Callable[[Any], Any], loss: Array, grads: PyTree, stats: PyTree,
+          max_bad_steps: int) -> tuple[Any, PyTree]:
+  """The TrainState after one guarded step, and the batch statistics (zero for a skipped step).
+
+  Args:
+    state: the TrainState before the step.
+    update: the step's update, TrainState -> TrainState (optimizer step, model state, constraints).
+    loss: the step's total loss.
+    grads: the step's gradients.
+    stats: the step's additive batch statistics.
+    max_bad_steps: after this many consecutive skipped steps every further step is a no-op.
+  """
+  faults = state.faults
+  halted = faults["consecutive"] >= max_bad_steps
+  finite = jnp.isfinite(loss) & all_finite(grads)
+  applied = finite & ~halted
+  bad = (~finite & ~halted).astype(jnp.int32)
+  # A branch, not a select between old and new: a skipped step returns the old arrays themselves (every bit
+  # kept) and an applied one costs no extra pass over params and optimizer state.
+  new = jax.lax.cond(applied, update, lambda s: s, state)
+  new_faults = {"skipped_steps": faults["skipped_steps"] + bad,
+                "consecutive": jnp.where(halted, faults["consecutive"], (faults["consecutive"] + 1) * bad),
+                "batches": faults["batches"] + (~halted).astype(jnp.int32)}
+  stats = jax.tree_util.tree_map(lambda s: jnp.where(applied, s, jnp.zeros_like(s)), stats)
+  return new.replace(faults=new_faults), stats
+
+
+def check_finite(array: np.ndarray, arg: str, what: str = "fit") -> None:
+  """Raises a JaxnnError naming `arg` and the first NaN / infinite entry (numpy, before anything compiles)."""
+  array = np.asarray(array)
+  if not np.issubdtype(array.dtype, np.floating):
+    return
+  finite = np.isfinite(array)
+  if finite.all():
+    return
+  first = tuple(int(i) for i in np.argwhere(~finite)[0])
+  count = int(array.size - np.count_nonzero(finite))
+  index = ", ".join(map(str, first))
+  raise JaxnnError(f"{what}: {arg} contains {count} NaN or infinite value{'s' if count > 1 else ''}, "
+                   f"the first at {arg}[{index}] = {array[first]}; fix or drop those examples before training")
+
+
+def epoch_faults(before: dict[str, Any], after: dict[str, Any], max_bad_steps: int, *, epoch: int,
+                 checkpoint_dir: str | None = None) -> tuple[dict[str, Any], int]:
+  """After an epoch (counters on the host): `(after, steps skipped in the epoch)`, or `NonFiniteError`.
+
+  The error names the epoch, the step within it (and within the run) where the `max_bad_steps`-th
+  consecutive non-finite step came, and the newest checkpoint, which is left as it was.
+  """
+  if int(after["consecutive"]) >= max_bad_steps:
+    step = int(after["batches"]) - int(before["batches"])
+    kept = None if checkpoint_dir is None else checkpoint.latest(checkpoint_dir)
+    where = (f"; the last checkpoint, {kept}, is kept" if kept else
+             "; no checkpoint was saved" if checkpoint_dir is not None else "")
+    raise NonFiniteError(f"fit: training stopped at epoch {epoch}, step {step} of the epoch (batch "
+                         f"{int(after['batches'])} of the run): {max_bad_steps} consecutive steps had a non-finite "
+                         f"loss or gradients ({int(after['skipped_steps'])} skipped steps in all){where}")
+  return after, int(after["skipped_steps"]) - int(before["skipped_steps"])

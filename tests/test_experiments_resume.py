@@ -1,0 +1,76 @@
+"""--resume: every experiment accepts it; the main job interrupted mid-fit resumes to the same results."""
+
+import importlib
+import json
+import os
+
+import pytest
+
+from experiments import mnist_mlp
+from jaxnn import checkpoint
+
+EXPERIMENTS = ("mnist_mlp", "mnist_cnn", "mnist_rnn", "activations", "backprop", "descent_variants",
+               "gradient_descent", "initialization", "losses", "metrics", "perceptron", "regularization",
+               "vanishing_gradients")
+TINY = ["--n-train", "300", "--n-test", "100", "--epochs", "3", "--hidden", "16", "--batch-size", "32",
+        "--verbose", "0"]
+
+
+def test_every_experiment_is_listed():
+  here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments")
+  modules = {f[:-3] for f in os.listdir(here) if f.endswith(".py") and f not in ("__init__.py", "common.py")}
+  assert modules == set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_accepts_resume(name, tmp_path):
+  module = importlib.import_module(f"experiments.{name}")
+  config = module.parse_args(["--resume", "--checkpoint-every", "2", "--out", str(tmp_path)])
+  assert config.resume is True and config.checkpoint_every == 2
+  assert module.parse_args(["--out", str(tmp_path)]).resume is False
+
+
+class Interrupted(Exception):
+  pass
+
+
+def histories(results):
+  return {name: m["history"]["loss"] for name, m in results["models"].items()}
+
+
+def test_main_job_interrupted_then_resumed(tmp_path, monkeypatch):
+  monkeypatch.setenv("JAXNN_OFFLINE", "1")
+  reference = mnist_mlp.main([*TINY, "--out", str(tmp_path / "reference")])
+
+  out = tmp_path / "run"
+  save = checkpoint.save
+
+  def crash_in_model_b(directory, state, **kwargs):  # dies right after model B's second epoch is saved
+    path = save(directory, state, **kwargs)
+    if directory.endswith(os.path.join("checkpoints", "B")) and int(state.epoch) == 2:
+      raise Interrupted(path)
+    return path
+
+  with monkeypatch.context() as m:
+    m.setattr(checkpoint, "save", crash_in_model_b)
+    with pytest.raises(Interrupted):
+      mnist_mlp.main([*TINY, "--out", str(out), "--checkpoint-every", "1"])
+  assert not (out / "results.json").exists()
+  assert [os.path.basename(p) for p in checkpoint.checkpoints(str(out / "checkpoints" / "B"))] == [
+      "ckpt_00000001.msgpack", "ckpt_00000002.msgpack"]
+
+  resumed = mnist_mlp.main([*TINY, "--out", str(out), "--checkpoint-every", "1", "--resume"])
+  assert histories(resumed) == histories(reference)  # bit-equal losses, epoch by epoch, both models
+  for name in ("A", "B"):
+    assert resumed["models"][name]["test_accuracy"] == reference["models"][name]["test_accuracy"]
+    assert resumed["models"][name]["test_loss"] == reference["models"][name]["test_loss"]
+  assert resumed["confusion_matrix_B"] == reference["confusion_matrix_B"]
+
+  # Both fits have finished: a second --resume trains nothing and reports the same.
+  written = {p: os.stat(p).st_mtime_ns
+             for tag in ("A", "B") for p in checkpoint.checkpoints(str(out / "checkpoints" / tag))}
+  again = mnist_mlp.main([*TINY, "--out", str(out), "--checkpoint-every", "1", "--resume"])
+  assert {p: os.stat(p).st_mtime_ns for p in written} == written
+  assert histories(again) == histories(reference)
+  assert json.loads((out / "results.json").read_text())["models"]["B"]["test_accuracy"] == (
+      reference["models"]["B"]["test_accuracy"])

@@ -1,0 +1,157 @@
+"""The NaN guard: a non-finite step is skipped to the bit and counted; K in a row stop the run with a named
+error and leave the last good checkpoint; NaN / infinity in the data is reported before anything compiles."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxnn import checkpoint
+from jaxnn import losses
+from jaxnn import numerics
+from jaxnn import training
+from jaxnn.convolutional import BatchNormalization
+from jaxnn.errors import JaxnnError
+from jaxnn.layers import Dense
+from jaxnn.models import Sequential
+
+LOSS = losses.get("sparse_categorical_crossentropy")
+MODEL = Sequential([Dense(8, activation="relu"), BatchNormalization(), Dense(3, activation="softmax")], name="bn")
+
+
+def data(n=40):
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(n, 5)).astype(np.float32)
+  return x, (x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 0.5).astype(np.int32)
+
+
+def bits(tree):
+  """Every leaf's bytes (a PRNG key as its data)."""
+  return [np.asarray(leaf).tobytes() for leaf in jax.tree_util.tree_leaves(checkpoint._plain(tree))]
+
+
+def fresh_state():
+  params = MODEL.init(jax.random.key(0), (5,))
+  state = training.create_train_state(MODEL, params, "adam", model_state=MODEL.init_state((5,)))
+  return jax.tree_util.tree_map(jnp.asarray, state)
+
+
+STEP = jax.jit(lambda state, x, y: training.train_step(state, x, y, jnp.ones(len(x)), jnp.ones(len(x)), model=MODEL,
+                                                       loss=LOSS, metrics=(), max_bad_steps=3))
+
+
+def test_a_nan_batch_changes_nothing_but_the_counters():
+  x, y = data(8)
+  state, _ = STEP(fresh_state(), x, y)  # one good step first: the optimizer state is not all zeros
+  params = jax.tree_util.tree_map(lambda a: a, state.params)
+  params["dense_1"]["bias"] = params["dense_1"]["bias"].at[0].set(-0.0)  # params + 0 would make it +0.0
+  state = state.replace(params=params)
+  bad_x = x.copy()
+  bad_x[5, 2] = np.nan
+  skipped, stats = STEP(state, bad_x, y)
+  for field in ("params", "opt_state", "model_state", "step", "key", "epoch"):
+    assert bits(getattr(skipped, field)) == bits(getattr(state, field)), field
+  assert np.signbit(skipped.params["dense_1"]["bias"][0])  # -0.0 kept
+  assert jax.device_get(skipped.faults) == {"skipped_steps": 1, "consecutive": 1, "batches": 2}
+  assert float(stats["loss"]["count"]) == 0 and float(stats["loss"]["sum"]) == 0  # not in the epoch's mean
+  inf_x = x.copy()
+  inf_x[0, 0] = np.inf
+  inf_grad, _ = STEP(skipped, inf_x, y)
+  assert jax.device_get(inf_grad.faults)["consecutive"] == 2 and bits(inf_grad.params) == bits(state.params)
+  recovered, _ = STEP(inf_grad, x, y)  # a good step applies and resets the run of bad ones
+  assert bits(recovered.params) != bits(state.params)
+  assert jax.device_get(recovered.faults) == {"skipped_steps": 2, "consecutive": 0, "batches": 4}
+
+
+def test_after_k_bad_steps_every_step_is_a_no_op():
+  x, y = data(8)
+  state = fresh_state()
+  bad_x = np.full_like(x, np.nan)
+  for _ in range(3):
+    state, _ = STEP(state, bad_x, y)
+  halted, _ = STEP(state, x, y)  # even a good batch does nothing now
+  assert bits(halted) == bits(state)
+
+
+def test_the_guard_does_not_change_a_finite_step():
+  x, y = data(8)
+  state = fresh_state()
+  guarded, _ = STEP(state, x, y)
+  plain, _ = jax.jit(lambda s: training.train_step(s, x, y, jnp.ones(8), jnp.ones(8), model=MODEL, loss=LOSS))(state)
+  assert bits((guarded.params, guarded.opt_state, guarded.model_state)) == bits(
+      (plain.params, plain.opt_state, plain.model_state))
+
+
+def fit_with_nan_rows(rows, monkeypatch, **kwargs):
+  """fit on data whose `rows` are NaN, the up-front data check bypassed: a NaN that shows up mid-run."""
+  monkeypatch.setattr(numerics, "check_finite", lambda *args, **kw: None)
+  x, y = data()
+  x[rows] = np.nan
+  params = MODEL.init(jax.random.key(0), (5,))
+  return training.fit(MODEL, params, x, y, loss=LOSS, batch_size=10, shuffle=False, verbose=0, **kwargs)
+
+
+def test_isolated_nan_batches_are_skipped_and_logged(monkeypatch):
+  state, history = fit_with_nan_rows([13], monkeypatch, epochs=3)  # batch 2 of 4; the default guard
+  assert history["skipped_steps"] == [1, 1, 1]
+  assert int(state.step) == 9 and jax.device_get(state.faults)["skipped_steps"] == 3
+  assert all(np.isfinite(history["loss"])) and numerics.all_finite(state.params)
+
+
+def test_k_in_a_row_stop_the_run_and_keep_the_last_good_checkpoint(tmp_path, monkeypatch):
+  # Batches 1, 3 and 4 of each epoch are bad: epoch 1 ends with 2 bad steps in a row, the first batch of
+  # epoch 2 makes 3.
+  ckpt = checkpoint.Checkpointing(str(tmp_path), every=1)
+  with pytest.raises(numerics.NonFiniteError) as e:
+    fit_with_nan_rows(list(range(10)) + list(range(20, 40)), monkeypatch, epochs=5, max_bad_steps=3,
+                      checkpoint=ckpt)
+  path = str(tmp_path / "ckpt_00000001.msgpack")
+  assert str(e.value) == (
+      "fit: training stopped at epoch 2, step 1 of the epoch (batch 5 of the run): 3 consecutive steps had a "
+      f"non-finite loss or gradients (4 skipped steps in all); the last checkpoint, {path}, is kept")
+  assert checkpoint.checkpoints(tmp_path) == [path]  # nothing saved after the failed epoch
+  target = training.create_train_state(MODEL, MODEL.init(jax.random.key(0), (5,)), "adam",
+                                       model_state=MODEL.init_state((5,)))
+  good = checkpoint.load(path, target)
+  assert int(good.state.step) == 1 and numerics.all_finite(good.state.params)
+  assert jax.device_get(good.state.faults) == {"skipped_steps": 3, "consecutive": 2, "batches": 4}
+
+
+def test_no_guard_lets_the_nan_through(monkeypatch):
+  state, history = fit_with_nan_rows([13], monkeypatch, epochs=1, max_bad_steps=None)
+  assert "skipped_steps" not in history.history and not numerics.all_finite(state.params)
+
+
+@pytest.mark.parametrize("arg, message", [
+    ("x", r"fit: x contains 2 NaN or infinite values, the first at x\[3, 1\] = nan"),
+    ("y", r"fit: y contains 1 NaN or infinite value, the first at y\[7, 0\] = inf"),
+    ("sample_weight", r"fit: sample_weight contains 1 NaN or infinite value, the first at sample_weight\[4\] = nan"),
+    ("validation_data", r"fit: validation_data x contains 1 NaN or infinite value, the first at "
+                        r"validation_data x\[2, 0\] = -inf"),
+])
+def test_nan_in_the_data_is_reported_before_compiling(arg, message):
+  x, _ = data()
+  y = x[:, :2].copy()
+  kwargs = {}
+  if arg == "x":
+    x[3, 1] = x[9, 0] = np.nan
+  elif arg == "y":
+    y[7, 0] = np.inf
+  elif arg == "sample_weight":
+    kwargs["sample_weight"] = np.where(np.arange(40) == 4, np.nan, 1.0)
+  else:
+    x_val = x[:5].copy()
+    x_val[2, 0] = -np.inf
+    kwargs["validation_data"] = (x_val, y[:5])
+  model = Sequential([Dense(2)])
+  compiled = len(training._COMPILED)
+  with pytest.raises(JaxnnError, match=message):
+    training.fit(model, model.init(jax.random.key(0), (5,)), x, y, loss="mse", verbose=0, **kwargs)
+  assert len(training._COMPILED) == compiled
+
+
+@pytest.mark.parametrize("value", [0, -1, 2.5, True])
+def test_max_bad_steps_argument(value):
+  x, y = data()
+  with pytest.raises(JaxnnError, match="max_bad_steps must be an int >= 1 or None"):
+    training.fit(MODEL, MODEL.init(jax.random.key(0), (5,)), x, y, loss=LOSS, max_bad_steps=value, verbose=0)
