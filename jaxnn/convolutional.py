@@ -442,10 +442,17 @@ class BatchNormalization(WeightPenalties, Layer):
       y = y + params["beta"].reshape(shape)
     return y
 
-  def _moments(self, x: Array) -> tuple[Array, Array]:
+  def _moments(self, x: Array, mask: Array | None = None) -> tuple[Array, Array]:
     axes = tuple(i for i in range(x.ndim) if i != self.axis % x.ndim)
-    mean = jnp.mean(x, axis=axes)
-    var = jnp.mean(jnp.square(x - mean.reshape(self._feature_shape(x))), axis=axes)  # two-pass: no cancellation
+    if mask is None:
+      mean = jnp.mean(x, axis=axes)
+      var = jnp.mean(jnp.square(x - mean.reshape(self._feature_shape(x))), axis=axes)  # two-pass: no cancellation
+      return mean, var
+    # A padded batch (fit's last partial batch): statistics over the real examples only.
+    w = jnp.broadcast_to(mask.reshape((-1,) + (1,) * (x.ndim - 1)).astype(x.dtype), x.shape)
+    count = jnp.maximum(jnp.sum(w, axis=axes), 1.0)
+    mean = jnp.sum(w * x, axis=axes) / count
+    var = jnp.sum(w * jnp.square(x - mean.reshape(self._feature_shape(x))), axis=axes) / count
     return mean, var
 
   def apply(self, params, x, *, training=False, key=None):
@@ -455,14 +462,14 @@ class BatchNormalization(WeightPenalties, Layer):
                        "apply_stateful(params, state, x) (Sequential.apply(..., state=...) does)")
     return self._normalize(params, x, *self._moments(x))
 
-  def apply_stateful(self, params, state, x, *, training=False, key=None):
+  def apply_stateful(self, params, state, x, *, training=False, key=None, mask=None):
     del key
     if "moving_mean" not in state:
       raise JaxnnError("BatchNormalization: the model state holds no running statistics for this layer; pass "
                        "state=model.init_state(input_shape) (or the TrainState)")
     if not training:
       return self._normalize(params, x, state["moving_mean"], state["moving_variance"]), state
-    mean, var = self._moments(x)
+    mean, var = self._moments(x, mask)
     m = self.momentum
     new_state = {"moving_mean": m * state["moving_mean"] + (1.0 - m) * jax.lax.stop_gradient(mean),
                  "moving_variance": m * state["moving_variance"] + (1.0 - m) * jax.lax.stop_gradient(var)}

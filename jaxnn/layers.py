@@ -64,8 +64,13 @@ class Layer:
     return {}
 
   def apply_stateful(self, params: Params, state: dict[str, Any], x: Array, *, training: bool = False,
-                     key: Array | None = None) -> tuple[Array, dict[str, Any]]:
-    """Forward pass that also returns the layer's updated state; stateless layers return it unchanged."""
+                     key: Array | None = None, mask: Array | None = None) -> tuple[Array, dict[str, Any]]:
+    """Forward pass that also returns the layer's updated state; stateless layers return it unchanged.
+
+    `mask` (batch,) marks the real examples of a padded batch; layers whose output mixes examples
+    (BatchNormalization's statistics) leave the padding out.
+    """
+    del mask
     return self.apply(params, x, training=training, key=key), state
 
   def regularization(self, params: Params) -> Array:

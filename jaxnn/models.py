@@ -93,12 +93,14 @@ class Sequential:
     return state
 
   def forward(self, params: Params, x: Array, *, state: dict[str, Any] | None = None, training: bool = False,
-              key: Array | None = None, dropout_rate: Array | None = None) -> tuple[Array, dict[str, Any]]:
+              key: Array | None = None, dropout_rate: Array | None = None,
+              mask: Array | None = None) -> tuple[Array, dict[str, Any]]:
     """Forward pass returning `(outputs, aux)`.
 
     `aux["activity_penalty"]` is the activity regularizers' penalty (0 without them) and `aux["state"]` the
     updated model state (running statistics change only when training). `dropout_rate`, if given, replaces
     every Dropout layer's rate (a traced value: `jaxnn.sweep.fit_many` sweeps it without recompiling).
+    `mask` (batch,) marks the real rows of a padded batch: BatchNormalization's statistics ignore the rest.
     """
     if training and key is None and self.stochastic:
       raise JaxnnError(f"{self.name}: training=True with dropout needs a PRNG key (pass key=...)")
@@ -112,7 +114,7 @@ class Sequential:
         x = layer.apply(params.get(name, {}), x, training=training, key=layer_key, rate=dropout_rate)
       else:
         x, layer_state = layer.apply_stateful(params.get(name, {}), layer_state, x, training=training,
-                                              key=layer_key)
+                                              key=layer_key, mask=mask)
       if layer_state:
         new_state[name] = layer_state
       penalty = penalty + layer.activity_penalty(x)

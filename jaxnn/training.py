@@ -144,7 +144,7 @@ def train_step(state: TrainState, x: Array, y: Array, sample_weight: Array, mask
 
   def objective(params):
     y_pred, aux = model.forward(params, x, state=state.model_state, training=True, key=dropout_key,
-                                dropout_rate=hparams.get("dropout_rate"))
+                                dropout_rate=hparams.get("dropout_rate"), mask=mask)
     data_loss = loss(y, y_pred, sample_weight=sample_weight, mask=mask)
     penalty = model.regularization(params) + aux["activity_penalty"]
     if "l2" in hparams:

@@ -10,6 +10,7 @@ import jax.test_util
 import numpy as np
 import pytest
 
+from jaxnn import losses
 from jaxnn import regularizers
 from jaxnn import training
 from jaxnn.convolutional import (AveragePooling1D, AveragePooling2D, BatchNormalization, Conv1D, Conv2D,
@@ -253,6 +254,42 @@ def test_fit_with_batch_norm_updates_the_model_state():
                              model.apply(state.params, jnp.asarray(x[:5]), state=state.model_state), rtol=1e-5)
   with pytest.raises(JaxnnError, match="pass state="):
     training.predict(model, state.params, x[:5])
+
+
+def test_batch_norm_statistics_leave_out_the_padding_of_a_partial_batch():
+  # fit pads its last partial batch with copies of example 0 and masks them; the running statistics and the
+  # normalization must then equal those of the real rows alone.
+  layer = BatchNormalization(momentum=0.5)
+  params, _ = layer.init(KEY, (4, 3))
+  state = layer.init_state((4, 3))
+  real = jnp.asarray(RNG.normal(loc=3.0, size=(5, 4, 3)), jnp.float32)
+  padded = jnp.concatenate([real, jnp.repeat(real[:1], 3, axis=0)])
+  mask = jnp.array([1.0] * 5 + [0.0] * 3)
+  y_real, s_real = layer.apply_stateful(params, state, real, training=True)
+  y_pad, s_pad = layer.apply_stateful(params, state, padded, training=True, mask=mask)
+  np.testing.assert_allclose(y_pad[:5], y_real, rtol=1e-5, atol=1e-6)
+  for k in s_real:
+    np.testing.assert_allclose(s_pad[k], s_real[k], rtol=1e-6)
+  _, s_unmasked = layer.apply_stateful(params, state, padded, training=True)
+  assert not np.allclose(s_unmasked["moving_mean"], s_real["moving_mean"], rtol=1e-4)
+
+
+def test_train_step_on_a_padded_batch_moves_batch_norm_as_the_smaller_batch_does():
+  model = Sequential([Dense(4), BatchNormalization(), Dense(2)])
+  x = RNG.normal(size=(6, 3)).astype(np.float32)
+  y = np.array([0, 1, 1, 0, 1, 0], np.int32)
+  params = model.init(KEY, (3,))
+  state = training.create_train_state(model, params, "sgd", model_state=model.init_state((3,)))
+  loss = losses.get("sparse_categorical_crossentropy")
+  small, _ = training.train_step(state, jnp.asarray(x[:4]), jnp.asarray(y[:4]), jnp.ones(4), jnp.ones(4),
+                                 model=model, loss=loss)
+  pad_x = np.concatenate([x[:4], x[:1], x[:1]])
+  pad_y = np.concatenate([y[:4], y[:1], y[:1]])
+  padded, _ = training.train_step(state, jnp.asarray(pad_x), jnp.asarray(pad_y), jnp.ones(6),
+                                  jnp.array([1.0, 1, 1, 1, 0, 0]), model=model, loss=loss)
+  for a, b in zip(jax.tree_util.tree_leaves((small.params, small.model_state)),
+                  jax.tree_util.tree_leaves((padded.params, padded.model_state))):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
 # ------------------------------------------------------------------------------------------ errors
