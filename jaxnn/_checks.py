@@ -166,17 +166,25 @@ def check_params(model: Any, params: Any, input_shape: Shape, where: str) -> Non
   for name, layer_params in expected.items():
     found = params[name]
     what = f"layer {name} ({type(layers[name]).__name__})"
-    if not isinstance(found, Mapping) or set(found) != set(layer_params):
-      found_keys = sorted(found) if isinstance(found, Mapping) else type(found).__name__
-      raise JaxnnError(f"{where}: params[{name!r}] do not match {what}: expected the arrays "
-                       f"{sorted(layer_params)}, found {found_keys}")
-    for key, spec in layer_params.items():
-      shape = tuple(np.shape(found[key]))
+    wanted = _leaves(layer_params)
+    held = _leaves(found) if isinstance(found, Mapping) else {}
+    if set(held) != set(wanted):
+      found_names = sorted(held) if isinstance(found, Mapping) else type(found).__name__
+      raise JaxnnError(f"{where}: params[{name!r}] do not match {what}: expected the arrays {sorted(wanted)}, "
+                       f"found {found_names}")
+    for key, spec in wanted.items():
+      shape = tuple(np.shape(held[key]))
       if shape != spec.shape:
         raise JaxnnError(f"{where}: inputs of shape {tuple(input_shape)} (batch axis excluded) do not fit the "
                          f"params: {what} gets inputs {layer_inputs[name]} and needs a {key} of shape "
                          f"{spec.shape}, the params hold {shape} (were they built by model.init for other "
                          f"inputs?)")
+
+
+def _leaves(tree: Any) -> dict[str, Any]:
+  """A layer's arrays by name: "kernel", or "forward/kernel" for a wrapper's nested params."""
+  return {"/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path): leaf
+          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
 
 
 # --------------------------------------------------------------------------------------------- targets

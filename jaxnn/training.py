@@ -316,7 +316,9 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
   Args:
     model: the Sequential model.
     params: its params (from `model.init`), or a TrainState to continue training (its optimizer is kept).
-    x: inputs, float (scale uint8 images first), batch axis first.
+    x: inputs, batch axis first: floats, or ints (converted to float32). uint8 arrays are refused with a hint
+      to scale them (`jaxnn.data.scale`): a silent x / 255 would give them a meaning they have nowhere else,
+      and training on 0..255 does not fail, it trains badly.
     y: targets: int class labels for sparse losses, one-hot / floats otherwise.
     loss: a loss name (`"sparse_categorical_crossentropy"`, ...) or `losses.Loss`.
     optimizer: an optimizer name, `optimizers.OptimizerConfig` or optax GradientTransformation.

@@ -21,6 +21,7 @@ from jaxnn import training
 from jaxnn.convolutional import Conv2D
 from jaxnn.errors import DataError, JaxnnError
 from jaxnn.layers import Activation, Dense, Dropout, Flatten
+from jaxnn.recurrent import GRU, Bidirectional
 from jaxnn.models import Sequential
 
 KEY = jax.random.key(0)
@@ -37,6 +38,8 @@ SIGMOID = Sequential([Dense(1, activation="sigmoid")], name="logistic")
 SIGMOID_PARAMS = SIGMOID.init(KEY, (5,))
 CNN = Sequential([Conv2D(2, 3), Flatten(), Dense(3)], name="cnn")
 CNN_PARAMS = CNN.init(KEY, (8, 8, 1))
+RNN = Sequential([Bidirectional(GRU(4)), Dense(3, activation="softmax")], name="rnn")
+RNN_PARAMS = RNN.init(KEY, (6, 2))
 MODEL.apply(PARAMS, X)  # warms the eager ops `apply` runs before its first layer's shape check
 
 
@@ -79,6 +82,9 @@ CASES = [
     case(lambda: fit(model=CNN, params=CNN_PARAMS, x=np.zeros((N, 8, 8), np.float32)),
          r"^fit: x has examples of shape \(8, 8\), which cnn cannot take: Conv2D\(2, \(3, 3\)\): expected inputs "
          r"\(H, W, C\), got shape \(8, 8\)", id="fit-cnn-no-channel-axis"),
+    case(lambda: fit(model=RNN, params=RNN_PARAMS, x=np.zeros((N, 6, 3), np.float32)),
+         r"layer bidirectional_0 \(Bidirectional\) gets inputs \(6, 3\) and needs a backward/kernel of shape "
+         r"\(3, 12\), the params hold \(2, 12\)", id="fit-rnn-wrong-feature-count"),
     case(lambda: evaluate(x=np.zeros((N, 4), np.float32)), r"^evaluate: inputs of shape \(4,\)",
          r"kernel of shape \(4, 3\), the params hold \(5, 3\)", id="evaluate-wrong-feature-count"),
     case(lambda: predict(x=np.zeros((2, 6), np.float32)), r"^predict: inputs of shape \(6,\)", id="predict-wrong-shape"),
@@ -326,6 +332,11 @@ def test_custom_losses_get_only_the_generic_checks():
 
   state, history = fit(loss=first_output_squared_error, batch_size=N, epochs=1)
   assert np.isfinite(history["loss"][0]) and int(state.step) == 1
+
+
+def test_recurrent_models_take_any_sequence_length():
+  """The params fix the features, not the time steps: a longer sequence is not bad input."""
+  assert predict(model=RNN, params=RNN_PARAMS, x=np.zeros((2, 9, 2), np.float32)).shape == (2, 3)
 
 
 def test_integer_inputs_are_converted_not_refused():
