@@ -63,12 +63,10 @@ def check_batch(x: np.ndarray, where: str, arg: str = "x") -> None:
     raise JaxnnError(f"{where}: {arg} has examples of shape {x.shape[1:]}; expected positive sizes")
 
 
-def check_int(value: Any, arg: str, where: str, *, low: int, high: int | None = None, why: str = "") -> None:
-  """A Python / numpy int (not a bool) in [low, high]."""
-  ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-  if not ok or value < low or (high is not None and value > high):
-    bound = f"in [{low}, {high}]{why}" if high is not None else f">= {low}"
-    raise JaxnnError(f"{where}: {arg} must be an int {bound}, got {value!r}")
+def check_int(value: Any, arg: str, where: str, *, low: int) -> None:
+  """A Python / numpy int (not a bool) >= low."""
+  if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < low:
+    raise JaxnnError(f"{where}: {arg} must be an int >= {low}, got {value!r}")
 
 
 def check_fraction(value: Any, arg: str, where: str) -> None:
@@ -84,7 +82,8 @@ def check_key(key: Any, arg: str = "key") -> None:
     return
   if dtype == np.uint32 and np.shape(key) == (2,):
     return
-  shown = f"{type(key).__name__} {key!r}" if dtype is None else f"an array of dtype {dtype} and shape {np.shape(key)}"
+  shown = (f"{type(key).__name__} {key!r}" if dtype is None
+           else f"an array of dtype {dtype} and shape {np.shape(key)}")
   raise JaxnnError(f"{arg}: expected a PRNG key from jax.random.key(seed), got {shown}")
 
 
@@ -99,8 +98,9 @@ def sample_weights(sample_weight: Any, n: int) -> np.ndarray:
     raise JaxnnError(f"fit: sample_weight must have shape ({n},), one weight per training example, got "
                      f"{weights.shape}")
   weights = weights.astype(np.float32)
-  if not np.all(weights >= 0):  # also catches NaN
-    raise JaxnnError(f"fit: sample_weight must be >= 0, found {weights[~(weights >= 0)][0]}")
+  bad = ~(np.isfinite(weights) & (weights >= 0))
+  if bad.any():
+    raise JaxnnError(f"fit: sample_weight must be finite and >= 0, found {weights[bad][0]}")
   return weights
 
 
@@ -156,11 +156,11 @@ def check_params(model: Any, params: Any, input_shape: Shape, where: str) -> Non
   if not isinstance(params, Mapping):
     raise JaxnnError(f"{where}: params must be the dict from model.init (or a TrainState), got "
                      f"{type(params).__name__}")
+  output_shape(model, input_shape, where)  # a layer that cannot take such inputs at all says so first
   expected = _expected_params(model, tuple(input_shape))
   if set(params) != set(expected):
     raise JaxnnError(f"{where}: params do not belong to {model.name}: expected the layers {sorted(expected)}, "
                      f"found {sorted(params)}")
-  output_shape(model, input_shape, where)
   layer_inputs = dict(zip(model.layer_names, [tuple(input_shape), *model.output_shapes(input_shape)]))
   layers = dict(zip(model.layer_names, model.layers))
   for name, layer_params in expected.items():
@@ -231,7 +231,7 @@ def check_targets(loss: losses_lib.Loss, metrics: tuple[Any, ...], y: Any, n: in
   elif fmt in ("binary", "regression"):
     hint = ""
     if y.shape == batch_out[:-1] and classes == 1:
-      hint = f"; reshape the labels to {batch_out} (y[:, None])"
+      hint = f"; reshape y to {batch_out} (y[:, None])"
     elif fmt == "binary" and y.shape == batch_out[:-1] and y.dtype.kind in "iu":
       hint = "; for integer class labels use sparse_categorical_crossentropy"
     _same_shape(loss, y, batch_out, where, hint)
@@ -278,9 +278,8 @@ def _trace_loss_and_metrics(loss: losses_lib.Loss, metrics: tuple[Any, ...], y: 
   """Runs the loss's and metrics' own shape checks by tracing them on the data's shapes (no compile)."""
   y_spec = jax.ShapeDtypeStruct(y.shape, y.dtype)
   pred_spec = jax.ShapeDtypeStruct(batch_out, np.float32)
-  for name, fn in ((loss.name, loss), *((m.name, m.update) for m in metrics)):
+  for what, fn in (("", loss), *((f" (metric {m.name!r} with loss {loss.name!r})", m.update) for m in metrics)):
     try:
       jax.eval_shape(fn, y_spec, pred_spec)
     except JaxnnError as e:
-      raise JaxnnError(f"{where}: {' '.join(str(e).split())}" +
-                       ("" if name == loss.name else f" (metric {name!r} with loss {loss.name!r})")) from None
+      raise JaxnnError(f"{where}: {' '.join(str(e).split())}{what}") from None
