@@ -103,7 +103,7 @@ def parse_args(argv: Sequence[str] | None) -> Config:
   p.add_argument("--hidden", type=cli.positive_int, default=Config.hidden)
   p.add_argument("--epochs", type=cli.positive_int, default=Config.epochs)
   p.add_argument("--batch-size", type=cli.positive_int, default=Config.batch_size)
-  p.add_argument("--learning-rate", type=float, default=Config.learning_rate, help="adam's learning rate")
+  p.add_argument("--learning-rate", type=cli.positive_float, default=Config.learning_rate, help="adam's learning rate")
   a = p.parse_args(argv)
   for name in a.activations:
     activations_lib.get(name)  # an unknown name fails now, with the list of valid ones

@@ -225,9 +225,9 @@ def parse_args(argv: Sequence[str] | None) -> Config:
   common.add_data_args(p, n_train=Config.n_train, n_test=Config.n_test)
   p.add_argument("--hidden", type=cli.positive_int, default=Config.hidden, help="hidden units")
   p.add_argument("--steps", type=cli.positive_int, default=Config.steps, help="full-batch training steps")
-  p.add_argument("--lr-ce", type=float, default=dict(Config.learning_rates)["softmax_crossentropy"],
+  p.add_argument("--lr-ce", type=cli.positive_float, default=dict(Config.learning_rates)["softmax_crossentropy"],
                  help="learning rate of the softmax / crossentropy head")
-  p.add_argument("--lr-mse", type=float, default=dict(Config.learning_rates)["sigmoid_mse"],
+  p.add_argument("--lr-mse", type=cli.positive_float, default=dict(Config.learning_rates)["sigmoid_mse"],
                  help="learning rate of the sigmoid / mse head")
   p.add_argument("--heads", nargs="+", default=list(Config.heads), choices=list(HEADS), help="output heads to run")
   p.add_argument("--grad-batch", type=cli.positive_int, default=Config.grad_batch,

@@ -37,7 +37,8 @@ def parser(name: str, doc: str | None) -> cli.ArgumentParser:
   """An argument parser with the flags every experiment has: --out, --seed, --verbose, --resume,
   --checkpoint-every."""
   p = cli.ArgumentParser(prog=f"python -m experiments.{name}", description=(doc or "").split("\n")[0])
-  p.add_argument("--out", default=os.path.join("runs", name), help="output folder (default: runs/%(prog)s)")
+  p.add_argument("--out", type=cli.output_folder, default=os.path.join("runs", name),
+                 help="output folder (default: runs/%(prog)s)")
   p.add_argument("--seed", type=int, default=0, help="PRNG seed")
   p.add_argument("--verbose", type=int, default=0, choices=(0, 1, 2), help="per-epoch progress lines")
   p.add_argument("--resume", action="store_true",
@@ -72,13 +73,13 @@ def add_training_args(p: cli.ArgumentParser, config: Any) -> None:
   """--optimizer / --learning-rate / --schedule / --epochs / --batch-size / --validation-split, defaults from
   a config with those fields."""
   p.add_argument("--optimizer", default=config.optimizer, help="optimizer name (adam, sgd, rmsprop, ...)")
-  p.add_argument("--learning-rate", type=float, default=config.learning_rate,
+  p.add_argument("--learning-rate", type=cli.positive_float, default=config.learning_rate,
                  help="initial learning rate (default: %(default)s; None is the optimizer's Keras default)")
   p.add_argument("--schedule", default=config.schedule, choices=("cosine", "constant"),
                  help="learning-rate schedule over the whole run")
   p.add_argument("--epochs", type=cli.positive_int, default=config.epochs, help="default: %(default)s")
   p.add_argument("--batch-size", type=cli.positive_int, default=config.batch_size, help="default: %(default)s")
-  p.add_argument("--validation-split", type=float, default=config.validation_split,
+  p.add_argument("--validation-split", type=cli.fraction, default=config.validation_split,
                  help="fraction of the training set held out for the validation curves")
 
 

@@ -71,7 +71,7 @@ def parse_args(argv: Sequence[str] | None) -> Config:
   p = common.parser("gradient_descent", __doc__)
   p.add_argument("--n", type=cli.positive_int, default=Config.n, help="people in the generated dataset")
   p.add_argument("--epochs", type=cli.positive_int, default=Config.epochs)
-  p.add_argument("--learning-rate", type=float, default=Config.learning_rate)
+  p.add_argument("--learning-rate", type=cli.positive_float, default=Config.learning_rate)
   a = p.parse_args(argv)
   return Config(n=a.n, epochs=a.epochs, learning_rate=a.learning_rate, seed=a.seed, out=a.out, verbose=a.verbose,
                 resume=a.resume, checkpoint_every=a.checkpoint_every)

@@ -89,8 +89,9 @@ def parse_args(argv: Sequence[str] | None) -> Config:
   p.add_argument("--filters", type=cli.positive_int, nargs="+", default=list(Config.filters),
                  help="filters of each conv block")
   p.add_argument("--padding", default=Config.padding, choices=("valid", "same"), help="convolution padding")
-  p.add_argument("--dense", type=int, default=Config.dense, help="hidden Dense units before the output (0: none)")
-  p.add_argument("--dropout", type=float, default=Config.dropout, help="dropout rate (fraction dropped)")
+  p.add_argument("--dense", type=cli.nonnegative_int, default=Config.dense,
+                 help="hidden Dense units before the output (0: none)")
+  p.add_argument("--dropout", type=cli.fraction, default=Config.dropout, help="dropout rate (fraction dropped)")
   p.set_defaults(verbose=Config.verbose)
   a = p.parse_args(argv)
   return Config(dataset=a.dataset, data_dir=a.data_dir, optimizer=a.optimizer, learning_rate=a.learning_rate,

@@ -78,15 +78,17 @@ def parse_args(argv: Sequence[str] | None) -> Config:
   p = common.parser("mnist_mlp", __doc__)
   common.add_data_args(p)
   p.add_argument("--optimizer", default=Config.optimizer, help="optimizer name (adam, sgd, rmsprop, ...)")
-  p.add_argument("--learning-rate", type=float, help="learning rate (default: the optimizer's Keras default)")
+  p.add_argument("--learning-rate", type=cli.positive_float,
+                 help="learning rate (default: the optimizer's Keras default)")
   p.add_argument("--schedule", default=Config.schedule, choices=("cosine", "constant"),
                  help="learning-rate schedule over the whole run")
   p.add_argument("--epochs", type=cli.positive_int, help="epochs for both models (default: A 20, B 40)")
   p.add_argument("--batch-size", type=cli.positive_int, default=Config.batch_size)
   p.add_argument("--hidden", type=cli.positive_int, nargs="+", default=list(Config.hidden),
                  help="model B's hidden layer sizes")
-  p.add_argument("--dropout", type=float, default=Config.dropout, help="model B's dropout rate (fraction dropped)")
-  p.add_argument("--validation-split", type=float, default=Config.validation_split)
+  p.add_argument("--dropout", type=cli.fraction, default=Config.dropout,
+                 help="model B's dropout rate (fraction dropped)")
+  p.add_argument("--validation-split", type=cli.fraction, default=Config.validation_split)
   p.set_defaults(verbose=1)
   a = p.parse_args(argv)
   epochs = {} if a.epochs is None else {"epochs_a": a.epochs, "epochs_b": a.epochs}

@@ -69,7 +69,8 @@ def parse_args(argv: Sequence[str] | None) -> Config:
   common.add_training_args(p, Config)
   p.add_argument("--cell", default=Config.cell, choices=sorted(CELLS), help="recurrent layer")
   p.add_argument("--units", type=cli.positive_int, default=Config.units, help="hidden units")
-  p.add_argument("--clipnorm", type=float, default=Config.clipnorm, help="global gradient-norm clip (0: none)")
+  p.add_argument("--clipnorm", type=cli.nonnegative_float, default=Config.clipnorm,
+                 help="global gradient-norm clip (0: none)")
   p.set_defaults(verbose=Config.verbose)
   a = p.parse_args(argv)
   return Config(dataset=a.dataset, data_dir=a.data_dir, cell=a.cell, units=a.units, optimizer=a.optimizer,

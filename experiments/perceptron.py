@@ -74,7 +74,8 @@ class Config:
 
 def parse_args(argv: Sequence[str] | None) -> Config:
   p = common.parser("perceptron", __doc__)
-  p.add_argument("--learning-rate", type=float, default=Config.learning_rate, help="perceptron rule's rate")
+  p.add_argument("--learning-rate", type=cli.positive_float, default=Config.learning_rate,
+                 help="perceptron rule's rate")
   p.add_argument("--max-epochs", type=cli.positive_int, default=Config.max_epochs,
                  help="epochs of the perceptron rule (XOR runs them all)")
   p.add_argument("--grid-points", type=cli.positive_int, default=Config.grid_points,
@@ -82,7 +83,7 @@ def parse_args(argv: Sequence[str] | None) -> Config:
   p.add_argument("--mlp-hidden", type=cli.positive_int, default=Config.mlp_hidden)
   p.add_argument("--mlp-activation", default=Config.mlp_activation, choices=("tanh", "sigmoid", "relu"))
   p.add_argument("--mlp-epochs", type=cli.positive_int, default=Config.mlp_epochs)
-  p.add_argument("--mlp-learning-rate", type=float, default=Config.mlp_learning_rate)
+  p.add_argument("--mlp-learning-rate", type=cli.positive_float, default=Config.mlp_learning_rate)
   a = p.parse_args(argv)
   return Config(learning_rate=a.learning_rate, max_epochs=a.max_epochs, grid_points=a.grid_points,
                 mlp_hidden=a.mlp_hidden, mlp_activation=a.mlp_activation, mlp_epochs=a.mlp_epochs,

@@ -116,7 +116,7 @@ def parse_args(argv: Sequence[str] | None) -> Config:
   p.add_argument("--settings", nargs="+", default=list(Config.settings), choices=list(SETTINGS))
   p.add_argument("--epochs", type=cli.positive_int, default=Config.epochs)
   p.add_argument("--batch-size", type=cli.positive_int, default=Config.batch_size)
-  p.add_argument("--learning-rate", type=float, default=Config.learning_rate, help="SGD learning rate")
+  p.add_argument("--learning-rate", type=cli.positive_float, default=Config.learning_rate, help="SGD learning rate")
   p.add_argument("--momentum", type=float, default=Config.momentum, help="SGD momentum")
   p.add_argument("--stats-batch", type=cli.positive_int, default=Config.stats_batch,
                  help="training digits the gradient norms are measured on")

@@ -30,14 +30,89 @@ def positive_int(text: str) -> int:
   return value
 
 
+def nonnegative_int(text: str) -> int:
+  try:
+    value = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+  if value < 0:
+    raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+  return value
+
+
+def int_at_least(low: int) -> Callable[[str], int]:
+  """An argparse type: an integer >= low (a grid needs at least 3 points to have a middle)."""
+
+  def parse(text: str) -> int:
+    try:
+      value = int(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from None
+    if value < low:
+      raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}")
+    return value
+
+  parse.__name__ = f"int_at_least_{low}"
+  return parse
+
+
+def _finite_float(text: str, expected: str, ok: Callable[[float], bool]) -> float:
+  """A finite float for which `ok` holds; nan and inf are refused (they parse as floats)."""
+  try:
+    value = float(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+  if not math.isfinite(value) or not ok(value):
+    raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+  return value
+
+
+def positive_float(text: str) -> float:
+  return _finite_float(text, "a finite number > 0", lambda v: v > 0)
+
+
+def nonnegative_float(text: str) -> float:
+  return _finite_float(text, "a finite number >= 0", lambda v: v >= 0)
+
+
+def fraction(text: str) -> float:
+  """A number in [0, 1): a dropout rate, a validation split."""
+  return _finite_float(text, "a number in [0, 1)", lambda v: 0 <= v < 1)
+
+
+def output_folder(text: str) -> str:
+  """A folder that exists or can be made: checked when the flags are read, before any work.
+
+  Nothing is created here (a failed run leaves nothing behind); only an existing non-folder in the way or a
+  nearest existing parent that is not a writable folder is refused.
+  """
+  if not text:
+    raise argparse.ArgumentTypeError("expected a folder path, got ''")
+  path = os.path.abspath(text)
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise argparse.ArgumentTypeError(f"expected a folder, found a file at {text!r}")
+  parent = path
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent):
+    raise argparse.ArgumentTypeError(f"expected a folder path, but {parent!r} is a file")
+  if not os.access(parent, os.W_OK | os.X_OK):
+    raise argparse.ArgumentTypeError(f"expected a writable folder, but {parent!r} is not writable")
+  return text
+
+
 def run(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | None = None, *, prog: str = "") -> None:
-  """Runs an experiment's `main`; a JaxnnError becomes one line on stderr and exit status 2."""
+  """Runs an experiment's `main`; a JaxnnError becomes one line on stderr and exit status 2, an OSError
+  (disk full, permission denied) one line and exit status 1."""
   try:
     main(argv)
   except JaxnnError as e:
     message = " ".join(str(e).split())
     sys.stderr.write(f"{prog + ': ' if prog else ''}error: {message}\n")
     sys.exit(2)
+  except OSError as e:  # a disk or permission failure while writing results: one line, not a traceback
+    sys.stderr.write(f"{prog + ': ' if prog else ''}error: {e}\n")
+    sys.exit(1)
   except KeyboardInterrupt:
     sys.stderr.write("interrupted\n")
     sys.exit(130)

@@ -508,9 +508,15 @@ def train_val_split(x: np.ndarray, y: np.ndarray, validation_fraction: float, *,
 
 
 def subset(dataset: Dataset, n_train: int | None = None, n_test: int | None = None) -> Dataset:
-  """Returns the first n_train training and n_test test examples (None keeps all), for tiny runs."""
-  for arg, n in (("n_train", n_train), ("n_test", n_test)):
+  """Returns the first n_train training and n_test test examples (None keeps all), for tiny runs.
+
+  Asking for more examples than the split holds is an error rather than a silent "all of them", so a run is
+  never recorded under a size it did not have.
+  """
+  for arg, n, have in (("n_train", n_train, dataset.n_train), ("n_test", n_test, dataset.n_test)):
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
       raise DataError(f"{arg}: expected a positive int or None, found {n!r}")
+    if n is not None and n > have:
+      raise DataError(f"{arg}: expected at most the {have:,} {arg[2:]} examples of {dataset.name!r}, found {n:,}")
   return dataclasses.replace(dataset, x_train=dataset.x_train[:n_train], y_train=dataset.y_train[:n_train],
                              x_test=dataset.x_test[:n_test], y_test=dataset.y_test[:n_test])

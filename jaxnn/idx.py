@@ -69,8 +69,23 @@ def parse(data: bytes, where: str) -> np.ndarray:
   if found > expected:
     raise DataError(f"{where}: trailing bytes: header says {dims} {_IDX_TYPES[code][1]} = "
                     f"{expected:,} payload bytes, found {found:,} ({found - expected:,} extra)")
+  try:
+    array = np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
+  except ValueError as e:
+    # Past numpy's own limits: more than 64 dims (32 before numpy 2), or an empty array whose other dims
+    # multiply past the largest array size (numpy refuses those even though they hold no element).
+    raise DataError(f"{where}: IDX header says {ndim} dims {dims} {_IDX_TYPES[code][1]}, which a numpy array "
+                    f"cannot hold ({' '.join(str(e).split())})") from None
   # Copy into native byte order: a writable array that does not keep the file's bytes alive.
-  return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+  return array.astype(dtype.newbyteorder("="))
+
+
+def decompress(data: bytes, where: str) -> bytes:
+  """Returns the bytes held in a gzip stream (one or more members); a damaged stream raises DataError."""
+  try:
+    return gzip.decompress(data)
+  except (OSError, EOFError, zlib.error) as e:
+    raise DataError(f"{where}: expected a complete gzip stream, found a truncated or corrupt one ({e})") from None
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -91,11 +106,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
   except OSError as e:
     raise DataError(f"{path}: expected a readable IDX file, found {e.strerror or e}") from None
   if path.name.endswith(".gz"):
-    try:
-      data = gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as e:
-      raise DataError(f"{path}: expected a complete gzip stream, found a truncated or corrupt one ({e})"
-                      ) from None
+    data = decompress(data, str(path))
   return parse(data, str(path))
 
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
+from collections.abc import Mapping
 from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnn import _checks
 from jaxnn.errors import JaxnnError
 from jaxnn.layers import Dropout
 from jaxnn.layers import Layer
@@ -71,7 +74,9 @@ class Sequential:
 
   def init(self, key: Array, input_shape: Sequence[int]) -> Params:
     """Initial params for inputs of `input_shape` (batch axis excluded), as one compiled program."""
-    return _init_jit(self, _check_shape(input_shape), key)
+    shape = _check_shape(input_shape)
+    _checks.check_key(key)
+    return _init_jit(self, shape, key)
 
   def _init(self, shape: Shape, key: Array) -> Params:
     params = {}
@@ -104,6 +109,7 @@ class Sequential:
     """
     if training and key is None and self.stochastic:
       raise JaxnnError(f"{self.name}: training=True with dropout needs a PRNG key (pass key=...)")
+    _check_forward_args(params, x)
     state = {} if state is None else state
     new_state = {}
     penalty = jnp.zeros((), jnp.float32)
@@ -189,11 +195,18 @@ class Sequential:
 _init_jit = jax.jit(Sequential._init, static_argnums=(0, 1))
 
 
+def _check_forward_args(params: Any, x: Any) -> None:
+  """Params as a dict and real-valued inputs (static checks: they also hold while tracing)."""
+  if not isinstance(params, Mapping):
+    raise JaxnnError(f"params: expected the dict from model.init, got {type(params).__name__}")
+  dtype = getattr(x, "dtype", None)
+  _checks.check_numeric_dtype(np.dtype(dtype) if dtype is not None else _checks.as_array(x, "x").dtype, "x")
+
+
 def _check_shape(input_shape: Sequence[int]) -> Shape:
-  try:
-    shape = tuple(int(d) for d in input_shape)
-  except (TypeError, ValueError):
-    raise JaxnnError(f"input_shape: expected a tuple of positive ints (batch axis excluded), got {input_shape!r}") from None
-  if not shape or any(d <= 0 for d in shape):
+  # Each size must already be an int: int(5.5) would quietly build a model for 5 features.
+  ok = isinstance(input_shape, Sequence) and not isinstance(input_shape, str) and len(input_shape) > 0 and all(
+      isinstance(d, numbers.Integral) and not isinstance(d, bool) and d > 0 for d in input_shape)
+  if not ok:
     raise JaxnnError(f"input_shape: expected a tuple of positive ints (batch axis excluded), got {input_shape!r}")
-  return shape
+  return tuple(int(d) for d in input_shape)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import math
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -118,6 +120,9 @@ _SCHEDULES: dict[str, Callable[..., optax.Schedule]] = {
     "polynomial_decay": _polynomial_decay,
     "warmup_cosine_decay": _warmup_cosine_decay,
 }
+# Arguments that are learning rates (piecewise_constant's values are a list of them).
+_RATE_ARGS = frozenset({"learning_rate", "initial_learning_rate", "peak_learning_rate", "end_learning_rate",
+                        "warmup_target", "values"})
 # Keras class names.
 _SCHEDULE_ALIASES = {
     "CosineDecay": "cosine_decay",
@@ -192,6 +197,12 @@ def schedule(name: str, **kwargs: Any) -> Schedule:
     low = 1 if key == "decay_steps" else 0
     if key.endswith("steps") and (not isinstance(value, int) or isinstance(value, bool) or value < low):
       raise JaxnnError(f"schedule {canonical!r} {key}: expected an int >= {low}; got {value!r}")
+    # Learning rates: a negative one climbs the loss and a NaN one poisons every update, silently.
+    rates = value if key == "values" and isinstance(value, (list, tuple)) else [value]
+    # (Arrays, e.g. traced in a vmapped sweep, are left to optax.)
+    bad = [v for v in rates if isinstance(v, bool) or isinstance(v, numbers.Real) and not (math.isfinite(v) and v >= 0)]
+    if key in _RATE_ARGS and bad:
+      raise JaxnnError(f"schedule {canonical!r} {key}: expected a finite learning rate >= 0; got {value!r}")
   # Lists (boundaries, values) become tuples so that the schedule stays hashable.
   frozen = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items()))
   result = Schedule(canonical, frozen)

@@ -31,6 +31,7 @@ import numpy as np
 import optax
 
 from jaxnn import losses as losses_lib
+from jaxnn import numerics
 from jaxnn import optimizers
 from jaxnn import training
 from jaxnn.errors import JaxnnError
@@ -182,7 +183,9 @@ def fit_many(model: Sequential, x: Any, y: Any, *, loss: Any, seeds: int | Seque
   loss = losses_lib.get(loss)
   metrics = training._resolve_metrics(metrics, loss)
   x = training._as_float_inputs(x, "x")
-  y = training._check_xy(model, loss, x, y, "fit_many")
+  y = training._check_xy(model, loss, x, y, "fit_many", training._NOT_MADE_YET, metrics)
+  numerics.check_finite(x, "x")
+  numerics.check_finite(y, "y")
   if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
     raise JaxnnError(f"fit_many: epochs must be an int >= 0, got {epochs!r}")
   if not 0.0 <= validation_split < 1.0:
@@ -201,7 +204,8 @@ def fit_many(model: Sequential, x: Any, y: Any, *, loss: Any, seeds: int | Seque
                      f"got {batch_size!r}")
   if validation_data is not None:
     x_val = training._as_float_inputs(validation_data[0], "validation_data x")
-    y_val = training._check_xy(model, loss, x_val, validation_data[1], "validation_data")
+    y_val = training._check_xy(model, loss, x_val, validation_data[1], "validation_data", training._NOT_MADE_YET,
+                                   metrics)
 
   seed_arr = _seeds(seeds)
   given = {k: check_values(k, v) for k, v in dict(learning_rate=learning_rate, weight_decay=weight_decay, l2=l2,
@@ -311,7 +315,7 @@ def _grad_norms(params, model_state, x, y, *, model, loss, batch_size):
 def _per_example_inputs(model, params, x, y, loss, state, what):
   loss = losses_lib.get(loss)
   x = training._as_float_inputs(x, "x")
-  y = training._check_xy(model, loss, x, y, what)
+  y = training._check_xy(model, loss, x, y, what, params, ())
   params, state = training._params_and_state(model, params, state, x)
   return params, state, x, y, loss
 

@@ -24,6 +24,7 @@ import numpy as np
 import optax
 from flax.training import train_state
 
+from jaxnn import _checks
 from jaxnn import checkpoint as checkpoint_lib
 from jaxnn import losses as losses_lib
 from jaxnn import metrics as metrics_lib
@@ -290,6 +291,13 @@ class EarlyStopping:
   mode: str = "auto"
   restore_best_weights: bool = False
 
+  def __post_init__(self):
+    _checks.check_int(self.patience, "patience", "EarlyStopping", low=0)
+    if self.mode not in ("auto", "min", "max"):
+      raise JaxnnError(f"EarlyStopping: mode must be one of ['auto', 'min', 'max'], got {self.mode!r}")
+    if not isinstance(self.monitor, str):
+      raise JaxnnError(f"EarlyStopping: monitor must be a logged name such as 'val_loss', got {self.monitor!r}")
+
   def better(self, value: float, best: float) -> bool:
     mode = self.mode
     if mode == "auto":
@@ -301,38 +309,39 @@ class EarlyStopping:
 
 # --------------------------------------------------------------------------------------------- checks
 def _as_float_inputs(x: Any, arg: str) -> np.ndarray:
-  x = np.asarray(x)
-  if x.dtype == np.uint8:
-    raise JaxnnError(f"{arg}: expected floating-point inputs, got uint8 images; scale them first "
-                     "(jaxnn.data.scale maps 0..255 to [0, 1])")
-  if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
-    raise JaxnnError(f"{arg}: expected a numeric array, got dtype {x.dtype}")
-  return x.astype(np.float32) if x.dtype != np.float32 else x
+  """x as float32; uint8 images are refused with a hint to scale them (see `_checks.check_numeric_dtype`)."""
+  return _checks.float_inputs(x, arg)
 
 
-def _check_xy(model: Sequential, loss: losses_lib.Loss, x: np.ndarray, y: Any, what: str) -> np.ndarray:
-  y = np.asarray(y)
-  if x.ndim < 2:
-    raise JaxnnError(f"{what}: x must have a batch axis, got shape {x.shape}")
-  if x.shape[0] == 0:
-    raise JaxnnError(f"{what}: the dataset is empty (x has shape {x.shape})")
-  if y.shape[:1] != x.shape[:1]:
-    raise JaxnnError(f"{what}: x and y must have the same number of examples, got {x.shape[0]} and "
-                     f"{y.shape[0] if y.ndim else 'a scalar'}")
-  out_shape = model.output_shapes(x.shape[1:])[-1]
-  if loss.label_format == "sparse":
-    if not np.issubdtype(y.dtype, np.integer):
-      raise JaxnnError(f"{what}: {loss.name} expects integer class labels, got dtype {y.dtype}"
-                       " (use categorical_crossentropy for one-hot labels)")
-    classes = out_shape[-1]
-    if y.size and (y.min() < 0 or y.max() >= classes):
-      bad = y.min() if y.min() < 0 else y.max()
-      raise JaxnnError(f"{what}: labels must be in [0, {classes}) for a model with {classes} outputs, found {bad}")
-    return y.astype(np.int32)
-  return y.astype(np.float32)
+_NOT_MADE_YET = object()  # `_check_xy` before the params exist (`jaxnn.sweep.fit_many` makes them from seeds)
+
+
+def _check_xy(model: Sequential, loss: losses_lib.Loss, x: np.ndarray, y: Any, what: str, params: Any,
+              metrics: tuple[metrics_lib.Metric, ...]) -> np.ndarray:
+  """Checks x (a batch that fits the params), y (the loss's label format) and returns y cast for training."""
+  _checks.check_batch(x, what)
+  out_shape = _checks.output_shape(model, x.shape[1:], what)
+  if params is not _NOT_MADE_YET:
+    _checks.check_params(model, params.params if isinstance(params, TrainState) else params, x.shape[1:], what)
+  return _checks.check_targets(loss, metrics, y, x.shape[0], out_shape, what)
+
+
+def _check_fit_args(epochs: Any, validation_split: Any, validation_data: Any, eval_batch_size: Any,
+                    key: Any, early_stopping: EarlyStopping | None, metrics: tuple[metrics_lib.Metric, ...]) -> None:
+  """The arguments of `fit` other than the data."""
+  _checks.check_int(epochs, "epochs", "fit", low=0)
+  _checks.check_fraction(validation_split, "validation_split", "fit")
+  if validation_data is not None:
+    _checks.check_validation_data(validation_data)
+  _checks.check_int(eval_batch_size, "eval_batch_size", "fit", low=1)
+  if key is not None:
+    _checks.check_key(key)
+  if early_stopping is not None:
+    _checks.check_early_stopping(early_stopping, metrics, validation_data is not None or bool(validation_split))
 
 
 def _resolve_metrics(metrics: Sequence[Any], loss: losses_lib.Loss) -> tuple[metrics_lib.Metric, ...]:
+  _checks.check_metrics_list(metrics)
   resolved = tuple(metrics_lib.get(m, loss=loss) for m in metrics)
   names = [m.name for m in resolved]
   if len(set(names)) != len(names) or "loss" in names:
@@ -354,7 +363,9 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
   Args:
     model: the Sequential model.
     params: its params (from `model.init`), or a TrainState to continue training (its optimizer is kept).
-    x: inputs, float (scale uint8 images first), batch axis first.
+    x: inputs, batch axis first: floats, or ints (converted to float32). uint8 arrays are refused with a hint
+      to scale them (`jaxnn.data.scale`): a silent x / 255 would give them a meaning they have nowhere else,
+      and training on 0..255 does not fail, it trains badly.
     y: targets: int class labels for sparse losses, one-hot / floats otherwise.
     loss: a loss name (`"sparse_categorical_crossentropy"`, ...) or `losses.Loss`.
     optimizer: an optimizer name, `optimizers.OptimizerConfig` or optax GradientTransformation.
@@ -385,16 +396,13 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
   loss = losses_lib.get(loss)
   metrics = _resolve_metrics(metrics, loss)
   x = _as_float_inputs(x, "x")
-  y = _check_xy(model, loss, x, y, "fit")
+  y = _check_xy(model, loss, x, y, "fit", params, metrics)
+  _check_fit_args(epochs, validation_split, validation_data, eval_batch_size, key, early_stopping, metrics)
   numerics.check_finite(x, "x")
   numerics.check_finite(y, "y")
   if max_bad_steps is not None and (isinstance(max_bad_steps, bool) or not isinstance(max_bad_steps, int)
                                     or max_bad_steps < 1):
     raise JaxnnError(f"fit: max_bad_steps must be an int >= 1 or None (no guard), got {max_bad_steps!r}")
-  if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-    raise JaxnnError(f"fit: epochs must be an int >= 0, got {epochs!r}")
-  if not 0.0 <= validation_split < 1.0:
-    raise JaxnnError(f"fit: validation_split must be in [0, 1), got {validation_split!r}")
   if validation_split and validation_data is not None:
     raise JaxnnError("fit: pass validation_data or validation_split, not both")
   if validation_split:
@@ -409,16 +417,14 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
   if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= n:
     raise JaxnnError(f"fit: batch_size must be an int in [1, {n}] (the number of training examples), "
                      f"got {batch_size!r}")
-  weights = np.ones((n,), np.float32) if sample_weight is None else np.asarray(sample_weight, np.float32)
-  if weights.shape != (n,):
-    raise JaxnnError(f"fit: sample_weight must have shape ({n},), got {weights.shape}")
+  weights = _checks.sample_weights(sample_weight, n)
   numerics.check_finite(weights, "sample_weight")
   if class_weight is not None:
     num_classes = model.output_shapes(x.shape[1:])[-1][-1]
     weights = weights * np.asarray(losses_lib.class_weight_to_sample_weight(y, class_weight, num_classes))
   if validation_data is not None:
     x_val = _as_float_inputs(validation_data[0], "validation_data x")
-    y_val = _check_xy(model, loss, x_val, validation_data[1], "validation_data")
+    y_val = _check_xy(model, loss, x_val, validation_data[1], "validation_data", params, metrics)
     numerics.check_finite(x_val, "validation_data x")
     numerics.check_finite(y_val, "validation_data y")
   mesh = parallel.resolve_mesh(data_parallel)
@@ -528,7 +534,8 @@ def evaluate(model: Sequential, params: PyTree, x: Any, y: Any, *, loss: Any, me
   loss = losses_lib.get(loss)
   metrics = _resolve_metrics(metrics, loss)
   x = _as_float_inputs(x, "x")
-  y = _check_xy(model, loss, x, y, "evaluate")
+  y = _check_xy(model, loss, x, y, "evaluate", params, metrics)
+  _checks.check_int(batch_size, "batch_size", "evaluate", low=1)
   params, state = _params_and_state(model, params, state, x)
   totals = _eval_totals_jit(params, state, jnp.asarray(x), jnp.asarray(y), model=model, loss=loss,
                             metrics=metrics, batch_size=min(batch_size, len(x)))
@@ -539,8 +546,9 @@ def predict(model: Sequential, params: PyTree, x: Any, *, batch_size: int = 1024
             state: PyTree | None = None) -> np.ndarray:
   """The model's outputs (e.g. class probabilities) for x, computed in batches at inference."""
   x = _as_float_inputs(x, "x")
-  if x.ndim < 2 or x.shape[0] == 0:
-    raise JaxnnError(f"predict: x must be a non-empty batch, got shape {x.shape}")
+  _checks.check_batch(x, "predict")
+  _checks.check_int(batch_size, "batch_size", "predict", low=1)
+  _checks.check_params(model, params.params if isinstance(params, TrainState) else params, x.shape[1:], "predict")
   params, state = _params_and_state(model, params, state, x)
   return np.asarray(_predict_batches(params, state, jnp.asarray(x), model=model,
                                      batch_size=min(batch_size, len(x))))

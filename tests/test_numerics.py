@@ -125,7 +125,7 @@ def test_no_guard_lets_the_nan_through(monkeypatch):
 @pytest.mark.parametrize("arg, message", [
     ("x", r"fit: x contains 2 NaN or infinite values, the first at x\[3, 1\] = nan"),
     ("y", r"fit: y contains 1 NaN or infinite value, the first at y\[7, 0\] = inf"),
-    ("sample_weight", r"fit: sample_weight contains 1 NaN or infinite value, the first at sample_weight\[4\] = nan"),
+    ("sample_weight", r"fit: sample_weight must be finite and >= 0, found nan at sample_weight\[4\] \(1 such values\)"),
     ("validation_data", r"fit: validation_data x contains 1 NaN or infinite value, the first at "
                         r"validation_data x\[2, 0\] = -inf"),
 ])
