@@ -5,6 +5,7 @@ semantics, optimizers are optax, and `fit` runs each epoch as one compiled progr
 """
 
 from jaxnn import activations
+from jaxnn import compilation_cache
 from jaxnn import convolutional
 from jaxnn import constraints
 from jaxnn import data
@@ -15,6 +16,8 @@ from jaxnn import optimizers
 from jaxnn import recurrent
 from jaxnn import regularizers
 from jaxnn import training
+from jaxnn.compilation_cache import disable_compilation_cache
+from jaxnn.compilation_cache import enable_compilation_cache
 from jaxnn.convolutional import AveragePooling1D
 from jaxnn.convolutional import AveragePooling2D
 from jaxnn.convolutional import BatchNormalization
@@ -60,4 +63,5 @@ __all__ = [
     "OptimizerConfig", "Sequential", "TrainState", "activations", "constraints", "create_train_state", "data",
     "evaluate", "fit", "initializers", "losses", "metrics", "optimizers", "predict", "predict_classes",
     "regularizers", "train_step", "training",
+    "compilation_cache", "disable_compilation_cache", "enable_compilation_cache",
 ]
