@@ -18,7 +18,8 @@ def test_flops_and_params_by_hand():
   # 784-128-10: matmuls of 784*128 = 100,352 and 128*10 = 1,280 multiply-adds per sample. Forward 2x, weight
   # gradient 2x, input gradient 2x except for the first layer: 2 * (3 * 101,632 - 100,352) = 409,088.
   assert spec_lib.train_flops_per_sample((128,)) == 409_088
-  assert spec_lib.param_count((128,)) == 100_352 + 128 + 1_280 + 10
+  assert spec_lib.param_count((128,)) == 100_352 + 128 + 1_280 + 10 == 101_770
+  assert spec_lib.flops_per_sample((128,)) == 6 * 101_770
   assert spec_lib.param_count((1024, 1024)) == 784 * 1024 + 1024 + 1024 * 1024 + 1024 + 1024 * 10 + 10
 
 
@@ -35,9 +36,10 @@ def test_initial_weights_are_glorot_uniform_with_zero_biases():
 def test_settings_grid():
   quick = spec_lib.settings(quick=True, backend="cpu", n_train=60_000)
   assert [(s.model, s.batch) for s in quick] == [(SMALL, 128), (SMALL, 32), (SMALL, 1), (SMALL, "full")]
-  assert quick[2].samples == 1000 and quick[3].batch_size == 60_000 and all(s.epochs == 3 for s in quick)
+  assert quick[2].samples == 500 and quick[3].batch_size == 60_000 and all(s.epochs == 3 for s in quick)
   full = spec_lib.settings(quick=False, backend="cpu", n_train=60_000)
   assert len(full) == 8 and {s.model for s in full} == set(spec_lib.MODELS)
+  assert [s.samples for s in full if s.batch == 1] == [10_000, 1000]  # the big model's batch-1 steps are slow
   gpu_quick = spec_lib.settings(quick=True, backend="gpu", n_train=60_000)
   assert ("784-1024-1024-10", 128) in [(s.model, s.batch) for s in gpu_quick]  # the GPU targets' settings
   assert spec_lib.settings(quick=True, backend="cpu", n_train=300, batches=[1, "full"])[1].batch_size == 300
@@ -88,7 +90,8 @@ def test_driver_marks_missing_and_failing_peers(tmp_path):
 
 
 def fake_result(setting, epoch, first):
-  return spec_lib.setting_result(setting, first_seconds=first, epoch_seconds=[epoch] * (setting.epochs - 1),
+  return spec_lib.setting_result(setting, first_seconds=first, first_cpu_seconds=first,
+                                 epoch_seconds=[epoch] * (setting.epochs - 1),
                                  steady_cpu_seconds=epoch * (setting.epochs - 1), loss=0.5, accuracy=0.8)
 
 
@@ -113,8 +116,9 @@ def test_report_ratios_targets_and_missing_rows():
   assert rows[(1, "keras-jax")]["jaxnn_speedup"] == pytest.approx(2.0)
   assert rows[(1, "jaxnn")]["steady_epoch_seconds"] == pytest.approx(6.0)  # 0.1 s per 1000 samples, x 60
   j = rows[(128, "jaxnn")]
-  assert j["gflops"] == pytest.approx(409_088 * 60_000 / 0.25 / 1e9)
-  assert j["limit_ratio"] == pytest.approx(0.25 / (409_088 * 60_000 / 100e9))
+  assert j["gflops"] == pytest.approx(6 * 101_770 * 60_000 / 0.25 / 1e9)  # the issue's 6 x params convention
+  assert j["limit_ratio"] == pytest.approx(0.25 / (6 * 101_770 * 60_000 / 100e9))
+  assert j["limit_ratio_exact"] == pytest.approx(0.25 / (409_088 * 60_000 / 100e9))
   assert rows[(128, "keras-tf")]["status"] == "missing" and "steady_epoch_seconds" not in rows[(128, "keras-tf")]
   targets = {t["target"]: t for t in results["targets"]}
   by_start = lambda text: next(t for name, t in targets.items() if name.startswith(text))  # noqa: E731

@@ -17,26 +17,30 @@ def _rows(settings: Sequence[spec_lib.Setting], frameworks: dict[str, dict[str, 
   """One row per (setting, framework), missing and failed frameworks included."""
   rows = []
   for s in settings:
-    flops = spec_lib.train_flops_per_sample(s.hidden) * spec_lib.EPOCH_SAMPLES
-    limit = flops / (peak_gflops * 1e9)
+    # The issue's convention (6 * params per sample) is the headline; the exact matmul count (no gradient with
+    # respect to the data: 2/3 of it for 784-128-10) gives the stricter limit, recorded alongside.
+    flops = spec_lib.flops_per_sample(s.hidden) * spec_lib.EPOCH_SAMPLES
+    exact = spec_lib.train_flops_per_sample(s.hidden) * spec_lib.EPOCH_SAMPLES
+    limit, limit_exact = flops / (peak_gflops * 1e9), exact / (peak_gflops * 1e9)
     jaxnn_epoch = None
     for name, fw in frameworks.items():
-      row = {"model": s.model, "batch": s.batch, "framework": name, "status": fw["status"],
-             "epoch_flops": flops, "matmul_limit_seconds": limit,
-             "matmul_limit_seconds_6p": 6 * spec_lib.param_count(s.hidden) * spec_lib.EPOCH_SAMPLES / (peak_gflops * 1e9)}
+      row = {"model": s.model, "batch": s.batch, "framework": name, "status": fw["status"], "epoch_flops": flops,
+             "matmul_limit_seconds": limit, "epoch_flops_exact": exact, "matmul_limit_seconds_exact": limit_exact}
       got = {r["model"] + "/b" + str(r["batch"]): r for r in fw.get("settings", [])}.get(s.key)
       if fw["status"] != "ok" or got is None:
         row["note"] = fw.get("message", "no result for this setting")
         rows.append(row)
         continue
       epoch = got["steady_epoch_seconds"]
-      row.update({k: got[k] for k in ("samples", "first_seconds", "epoch_seconds", "steady_epoch_seconds",
-                                       "steady_epoch_cpu_seconds", "extrapolated", "final_loss", "final_accuracy")})
+      row.update({k: got[k] for k in ("samples", "first_seconds", "first_cpu_seconds", "epoch_seconds",
+                                       "steady_epoch_seconds", "steady_epoch_cpu_seconds", "extrapolated",
+                                       "final_loss", "final_accuracy")})
       for k in ("compile_seconds", "first_epoch_seconds"):
         if k in got:
           row[k] = got[k]
       row.update(samples_per_second=spec_lib.EPOCH_SAMPLES / epoch, gflops=flops / epoch / 1e9,
-                 peak_fraction=flops / epoch / 1e9 / peak_gflops, limit_ratio=epoch / limit)
+                 peak_fraction=flops / epoch / 1e9 / peak_gflops, limit_ratio=epoch / limit,
+                 limit_ratio_exact=epoch / limit_exact)
       if got["extrapolated"]:
         row["note"] = f"epoch = rate on {got['samples']} samples x {spec_lib.EPOCH_SAMPLES}"
       if name == "jaxnn":
@@ -83,11 +87,14 @@ def _targets(rows, backend: str, cache: dict[str, Any]) -> list[dict[str, Any]]:
     out.append(_Target(f"CPU {SMALL} batch {batch}: jaxnn's steady epoch x faster than {peer}", value, factor,
                        True, note))
   j = jx(128)
-  out.append(_Target(f"CPU {SMALL} batch 128: steady epoch / matmul-limit time", j["limit_ratio"] if j else None,
-                     1.3, False, cpu_note))
+  out.append(_Target(f"CPU {SMALL} batch 128: steady epoch / matmul-limit time (6 x params FLOPs)",
+                     j["limit_ratio"] if j else None, 1.3, False, cpu_note))
+  out.append(_Target(f"CPU {SMALL} batch 128: steady epoch / matmul-limit time (exact matmul FLOPs)",
+                     j["limit_ratio_exact"] if j else None, 1.3, False, cpu_note))
   k = _row(rows, SMALL, 128, "keras-jax")
+  cpu_ratio = f"in CPU seconds {j['first_cpu_seconds'] / k['first_cpu_seconds']:.2f}" if j and k else ""
   out.append(_Target(f"start-up {SMALL} batch 128: jaxnn compile + first epoch / Keras-JAX first epoch (fresh "
-                     "processes)", j["first_seconds"] / k["first_seconds"] if j and k else None, 1.0, False))
+                     "processes)", j["first_seconds"] / k["first_seconds"] if j and k else None, 1.0, False, cpu_ratio))
   second = cache.get("second_process", {}).get("compile_seconds") if cache.get("status") == "ok" else None
   out.append(_Target("persistent cache: a second process's compile seconds", second, 1.0, False,
                      "" if second is not None else f"cache section: {cache.get('status')}"))
@@ -108,8 +115,8 @@ def build(*, quick: bool, source: str, n_train: int, device: dict[str, Any], set
   peak = device["matmul_peak"]["gflops"]
   rows = _rows(settings, frameworks, peak)
   fw_info = {name: {k: v for k, v in fw.items() if k != "settings"} for name, fw in frameworks.items()}
-  startup = {name: {"first_seconds": r["first_seconds"], **({"compile_seconds": r["compile_seconds"]}
-                                                            if "compile_seconds" in r else {})}
+  startup = {name: {"first_seconds": r["first_seconds"], "first_cpu_seconds": r["first_cpu_seconds"],
+                    **({"compile_seconds": r["compile_seconds"]} if "compile_seconds" in r else {})}
              for name in frameworks if (r := _row(rows, SMALL, 128, name))}
   return {"quick": quick, "data": {"source": source, "n_train": n_train, "epoch_samples": spec_lib.EPOCH_SAMPLES},
           "device": {k: v for k, v in device.items() if k not in ("settings", "status", "framework")},
@@ -129,25 +136,29 @@ def render(results: dict[str, Any]) -> str:
            f"{results['matmul_peak_gflops']:.1f} GFLOP/s; data: {results['data']['source']}; "
            f"{'QUICK' if results['quick'] else 'full'} mode", ""]
   header = ("model", "batch", "framework", "first_s", "epoch_s", "cpu_s", "samples/s", "GFLOP/s", "%peak",
-            "x limit", "jaxnn x faster", "note")
+            "x limit", "x limit exact", "jaxnn x faster", "note")
   table = []
   for r in results["rows"]:
     if "steady_epoch_seconds" not in r:
-      table.append((r["model"], r["batch"], r["framework"], *["-"] * 8, r["status"] + ": " + r.get("note", "")))
+      table.append((r["model"], r["batch"], r["framework"], *["-"] * 9, r["status"] + ": " + r.get("note", "")))
       continue
     table.append((r["model"], r["batch"], r["framework"], _f(r["first_seconds"], ".2f"),
                   _f(r["steady_epoch_seconds"], ".3f"), _f(r["steady_epoch_cpu_seconds"], ".3f"),
                   _f(r["samples_per_second"], ",.0f"), _f(r["gflops"], ".1f"),
-                  _f(100 * r["peak_fraction"], ".0f"), _f(r["limit_ratio"], ".2f"), _f(r.get("jaxnn_speedup"), ".2f"),
+                  _f(100 * r["peak_fraction"], ".0f"), _f(r["limit_ratio"], ".2f"), _f(r["limit_ratio_exact"], ".2f"),
+                  _f(r.get("jaxnn_speedup"), ".2f"),
                   r.get("note", "")))
   lines += [cli.table(table, header), "",
             "first_s: the first fit call in a fresh process (jaxnn: compile + first epoch; peers: first epoch, "
             "which traces/compiles); epoch_s: median steady epoch over 60k samples; cpu_s: the process's CPU "
             "seconds per steady epoch (above epoch_s: several cores at work; it moves less than epoch_s when other "
-            "jobs share the machine); x limit: epoch_s / (the epoch's matmul FLOPs / measured peak)", ""]
+            "jobs share the machine); GFLOP/s and %peak count 6 x params FLOPs per sample; x limit: epoch_s / "
+            "(those FLOPs / measured peak); x limit exact: the same with the exact matmul FLOPs (no gradient "
+            "with respect to the data)", ""]
   for name, s in results["startup"].items():
-    extra = f" (compile {s['compile_seconds']:.2f} s)" if "compile_seconds" in s else ""
-    lines.append(f"start-up {SMALL} batch 128, {name}: {s['first_seconds']:.2f} s{extra}")
+    extra = f", compile {s['compile_seconds']:.2f} s" if "compile_seconds" in s else ""
+    lines.append(f"start-up {SMALL} batch 128, {name}: {s['first_seconds']:.2f} s (CPU {s['first_cpu_seconds']:.2f} s"
+                 f"{extra})")
   c = results["compilation_cache"]
   if c.get("status") == "ok":
     lines.append(f"persistent compilation cache ({c['setting']}): compile {c['first_process']['compile_seconds']:.2f} s"

@@ -54,7 +54,7 @@ BATCHES = (128, 32, 1, "full")
 def settings(*, quick: bool, backend: str, n_train: int, batches: Sequence[int | str] = BATCHES) -> list[Setting]:
   """The grid: models x batches (128, 32, 1, full). The small model's first batch size runs first in every
   worker, so its first epoch is the fresh process's start-up. QUICK: the small model only on a CPU, 2 steady
-  epochs, batch 1 on 1,000 samples."""
+  epochs, batch 1 on 500 samples."""
   accelerated = backend != "cpu"
   models = ["784-128-10"] + (["784-1024-1024-10"] if accelerated or not quick else [])
   out = []
@@ -62,7 +62,7 @@ def settings(*, quick: bool, backend: str, n_train: int, batches: Sequence[int |
     big = model != "784-128-10"
     steady = 2 if quick else (3 if big and not accelerated else 5)
     # Batch 1 over 60k is minutes per epoch for the eager peers: a subset gives the per-sample rate.
-    one = 1000 if quick or (big and not accelerated) else 10_000
+    one = 500 if quick else (1000 if big and not accelerated else 10_000)
     for batch in batches:
       samples = min(one if batch == 1 else EPOCH_SAMPLES, n_train)
       out.append(Setting(model, batch, samples, 1 + steady))
@@ -86,6 +86,11 @@ def param_count(hidden: Sequence[int]) -> int:
   return sum(i * o + o for i, o in zip(sizes[:-1], sizes[1:]))
 
 
+def flops_per_sample(hidden: Sequence[int]) -> int:
+  """The issue's convention for training FLOPs: 6 * params per sample (forward 2, backward 4)."""
+  return 6 * param_count(hidden)
+
+
 def train_flops_per_sample(hidden: Sequence[int]) -> int:
   """Matmul FLOPs of one training sample: forward 2*in*out per layer, the weight gradient as much again, and
   the input gradient as much again except for the first layer (no gradient w.r.t. the data). The usual
@@ -101,8 +106,8 @@ def steady_seconds(epoch_seconds: Sequence[float]) -> float | None:
   return statistics.median(rest) if rest else None
 
 
-def setting_result(s: Setting, *, first_seconds: float, epoch_seconds: Sequence[float], steady_cpu_seconds: float,
-                   loss: float, accuracy: float, **extra: Any) -> dict[str, Any]:
+def setting_result(s: Setting, *, first_seconds: float, first_cpu_seconds: float, epoch_seconds: Sequence[float],
+                   steady_cpu_seconds: float, loss: float, accuracy: float, **extra: Any) -> dict[str, Any]:
   """A worker's record of one setting: first (start-up) seconds, each steady epoch, their median scaled to
   EPOCH_SAMPLES, the process CPU seconds per steady epoch (mean, scaled; on a shared machine it moves less
   than wall time, and above the wall time it shows several cores at work), and the final training loss /
@@ -111,7 +116,8 @@ def setting_result(s: Setting, *, first_seconds: float, epoch_seconds: Sequence[
   scale = EPOCH_SAMPLES / s.samples
   cpu = steady_cpu_seconds / len(epoch_seconds) * scale if epoch_seconds else None
   return {"model": s.model, "batch": s.batch, "batch_size": s.batch_size, "samples": s.samples,
-          "epochs": s.epochs, "first_seconds": first_seconds, "epoch_seconds": list(epoch_seconds),
+          "epochs": s.epochs, "first_seconds": first_seconds, "first_cpu_seconds": first_cpu_seconds,
+          "epoch_seconds": list(epoch_seconds),
           "steady_epoch_seconds": None if steady is None else steady * scale, "steady_epoch_cpu_seconds": cpu,
           "extrapolated": s.samples < EPOCH_SAMPLES, "final_loss": loss, "final_accuracy": accuracy, **extra}
 

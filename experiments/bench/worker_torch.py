@@ -49,15 +49,18 @@ def run_setting(torch, device, s: spec_lib.Setting, x, y, weights) -> dict[str, 
     return float(loss_sum) / n, float(correct) / n  # float() waits for the device
 
   t0 = time.perf_counter()
+  c0 = time.process_time()
   loss, accuracy = epoch()
   first_seconds = time.perf_counter() - t0
+  first_cpu_seconds = time.process_time() - c0
   seconds, cpu = [], time.process_time()
   for _ in range(s.epochs - 1):
     t0 = time.perf_counter()
     loss, accuracy = epoch()
     seconds.append(time.perf_counter() - t0)
   cpu = time.process_time() - cpu
-  return spec_lib.setting_result(s, first_seconds=first_seconds, epoch_seconds=seconds, steady_cpu_seconds=cpu,
+  return spec_lib.setting_result(s, first_seconds=first_seconds, first_cpu_seconds=first_cpu_seconds,
+                                 epoch_seconds=seconds, steady_cpu_seconds=cpu,
                                  loss=loss, accuracy=accuracy)
 
 
