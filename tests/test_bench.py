@@ -100,7 +100,8 @@ def test_report_ratios_targets_and_missing_rows():
   frameworks = {
       "jaxnn": {"status": "ok", "settings": [dict(fake_result(settings[0], 0.25, 1.5), compile_seconds=1.2),
                                              fake_result(settings[1], 0.1, 1.0)]},
-      "keras-jax": {"status": "ok", "settings": [fake_result(settings[0], 0.6, 2.0), fake_result(settings[1], 0.2, 1.0)]},
+      "keras-jax": {"status": "ok",
+                    "settings": [fake_result(settings[0], 0.6, 2.0), fake_result(settings[1], 0.2, 1.0)]},
       "keras-tf": {"status": "missing", "message": "tensorflow not installed"},
       "torch": {"status": "error", "message": "timed out after 600 s"},
   }

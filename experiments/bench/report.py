@@ -134,7 +134,11 @@ def render(results: dict[str, Any]) -> str:
   d = results["device"]
   lines = [f"device: {d['device']} ({d['backend']}, jax {d['jax']}); measured float32 matmul peak "
            f"{results['matmul_peak_gflops']:.1f} GFLOP/s; data: {results['data']['source']}; "
-           f"{'QUICK' if results['quick'] else 'full'} mode", ""]
+           f"{'QUICK' if results['quick'] else 'full'} mode"]
+  for name, fw in results["frameworks"].items():
+    if fw["status"] == "ok":
+      lines.append(f"  {name}: {fw.get('version', '?')} on {fw.get('device', '?')}")
+  lines.append("")
   header = ("model", "batch", "framework", "first_s", "epoch_s", "cpu_s", "samples/s", "GFLOP/s", "%peak",
             "x limit", "x limit exact", "jaxnn x faster", "note")
   table = []
