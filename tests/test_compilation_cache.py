@@ -47,6 +47,8 @@ def test_fit_loads_its_programs_from_the_cache_in_a_fresh_start(tmp_path, cache_
   path = jaxnn.enable_compilation_cache(tmp_path / "cache")
   assert path == str(tmp_path / "cache") and compilation_cache.compilation_cache_dir() == path
   model, params, x, y, kw = tiny_fit()
+  training._COMPILED.clear()
+  jax.clear_caches()  # programs earlier tests compiled in this process would not be written to the folder
   training.fit(model, params, x, y, **kw)
   assert os.listdir(path)  # programs were written, small ones included
   # What a second process sees: no program in memory, only the files.
