@@ -7,8 +7,11 @@ EXTRAS ?= tfds,test
 ARGS ?=
 # pytest-xdist workers: one per core (the suite is dominated by single-threaded XLA compiles).
 TEST_JOBS ?= auto
+# make bench QUICK=1: the small model only, fewer epochs (under 3 minutes on 2 cores).
+QUICK ?=
+BENCH_STAMP := $(VENV)/.jaxnn-bench-installed
 
-.PHONY: setup run test clean
+.PHONY: setup run test bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +26,14 @@ run: setup
 
 test: setup
 	$(PY) -m pytest -q -n $(TEST_JOBS) tests
+
+# The bench's peers (PyTorch, Keras) are the `bench` extra, installed on top of the environment above.
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e ".[$(EXTRAS),bench]"
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(PY) -m experiments.bench $(if $(filter-out 0,$(QUICK)),--quick) $(ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -21,6 +21,7 @@ import numpy as np
 
 from jaxnn import checkpoint
 from jaxnn import cli
+from jaxnn import compilation_cache
 from jaxnn import data
 from jaxnn import losses
 from jaxnn import metrics as metrics_lib
@@ -33,10 +34,26 @@ FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sanda
                    "Ankle boot")
 
 
+# Experiments keep JAX's persistent compilation cache here unless told otherwise: a second run loads its
+# compiled programs instead of compiling them (`make clean` removes it with runs/).
+DEFAULT_COMPILATION_CACHE = os.path.join("runs", ".jax_cache")
+
+
+class _Parser(cli.ArgumentParser):
+  """Turns on the persistent compilation cache (--compilation-cache) once the flags are parsed."""
+
+  def parse_known_args(self, args=None, namespace=None):
+    namespace, rest = super().parse_known_args(args, namespace)
+    cache = getattr(namespace, "compilation_cache", None)
+    if cache is not None and not compilation_cache.is_off(cache):
+      compilation_cache.enable_compilation_cache(cache)
+    return namespace, rest
+
+
 def parser(name: str, doc: str | None) -> cli.ArgumentParser:
   """An argument parser with the flags every experiment has: --out, --seed, --verbose, --resume,
-  --checkpoint-every."""
-  p = cli.ArgumentParser(prog=f"python -m experiments.{name}", description=(doc or "").split("\n")[0])
+  --checkpoint-every, --compilation-cache."""
+  p = _Parser(prog=f"python -m experiments.{name}", description=(doc or "").split("\n")[0])
   p.add_argument("--out", type=cli.output_folder, default=os.path.join("runs", name),
                  help="output folder (default: runs/%(prog)s)")
   p.add_argument("--seed", type=int, default=0, help="PRNG seed")
@@ -47,6 +64,10 @@ def parser(name: str, doc: str | None) -> cli.ArgumentParser:
   p.add_argument("--checkpoint-every", type=cli.positive_int, default=None, metavar="N",
                  help="save the training state every N epochs (default: about 10 checkpoints per fit) and at "
                       "the end of each fit")
+  p.add_argument("--compilation-cache", metavar="DIR",
+                 default=os.environ.get(compilation_cache.ENV_VAR) or DEFAULT_COMPILATION_CACHE,
+                 help="JAX's persistent compilation cache ('off' for none; default: $JAXNN_COMPILATION_CACHE, "
+                      "else %(default)s)")
   return p
 
 

@@ -6,6 +6,7 @@ semantics, optimizers are optax, and `fit` runs each epoch as one compiled progr
 
 from jaxnn import activations
 from jaxnn import checkpoint
+from jaxnn import compilation_cache
 from jaxnn import convolutional
 from jaxnn import constraints
 from jaxnn import data
@@ -21,6 +22,8 @@ from jaxnn import sweep
 from jaxnn import training
 from jaxnn.checkpoint import CheckpointError
 from jaxnn.checkpoint import Checkpointing
+from jaxnn.compilation_cache import disable_compilation_cache
+from jaxnn.compilation_cache import enable_compilation_cache
 from jaxnn.convolutional import AveragePooling1D
 from jaxnn.convolutional import AveragePooling2D
 from jaxnn.convolutional import BatchNormalization
@@ -72,4 +75,5 @@ __all__ = [
     "evaluate", "fit", "initializers", "losses", "metrics", "optimizers", "predict", "predict_classes",
     "regularizers", "train_step", "training",
     "fit_many", "parallel", "per_example_grad_norms", "per_example_grads", "sweep",
+    "compilation_cache", "disable_compilation_cache", "enable_compilation_cache",
 ]

@@ -78,8 +78,11 @@ def create_train_state(model: Sequential, params: PyTree, optimizer: Any = "adam
     tx = optax.multi_transform({"trainable": tx, "frozen": optax.set_to_zero()}, labels)
   if key is None:
     key = jax.random.key(0)
-  return TrainState.create(apply_fn=_ModelApply(model), params=params, tx=tx, key=key,
-                           epoch=jnp.zeros((), jnp.int32), model_state=model_state or {})
+  state = TrainState.create(apply_fn=_ModelApply(model), params=params, tx=tx, key=key,
+                            epoch=jnp.zeros((), jnp.int32), model_state=model_state or {})
+  # Flax starts `step` at the Python int 0, weakly typed on the device; a strong int32 keeps the state's types
+  # the same before and after an epoch, so continuing a fit from its TrainState compiles nothing new.
+  return state.replace(step=jnp.zeros((), jnp.int32))
 
 
 # --------------------------------------------------------------------------------------------- statistics

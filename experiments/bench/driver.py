@@ -1,0 +1,200 @@
+"""`make bench`: runs each framework's worker in a fresh process and puts the results side by side.
+
+Sections, in order (each is a function here; a new one adds a worker and a function):
+  1. device: the backend JAX sees and its measured float32 matmul peak (worker_jaxnn --peak);
+  2. frameworks: jaxnn, Keras 3 on JAX, Keras 3 on TensorFlow, PyTorch, one fresh process each, over the
+     settings of `spec.settings` (models x batch 128, 32, 1, full);
+  3. compilation cache: two more jaxnn processes sharing a fresh persistent cache (the second one's compile);
+  4. vmap: K models in one program vs one after another (to come, with jaxnn's vmap API: `vmap_section`).
+Then `report` turns it into tables, ratios and the issue's targets, and runs/bench/results.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from experiments.bench import report
+from experiments.bench import spec as spec_lib
+from jaxnn import cli
+from jaxnn.errors import JaxnnError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+
+
+@dataclasses.dataclass(frozen=True)
+class Framework:
+  name: str
+  module: str
+  env: tuple[tuple[str, str], ...] = ()
+  requires: tuple[str, ...] = ()  # modules whose absence makes the framework a missing peer
+  env_defaults: tuple[tuple[str, str], ...] = ()  # unless the caller's environment sets them
+
+
+FRAMEWORKS = (
+    Framework("jaxnn", "experiments.bench.worker_jaxnn"),
+    Framework("keras-jax", "experiments.bench.worker_keras", (("KERAS_BACKEND", "jax"),), ("keras",)),
+    Framework("keras-tf", "experiments.bench.worker_keras", (("KERAS_BACKEND", "tensorflow"),),
+              ("keras", "tensorflow")),
+    # PyTorch's OpenMP threads spin while they wait; on a machine shared with other jobs that made an epoch
+    # 10x slower (39 s instead of 3.7 s at batch 128, measured here). Passive waiting only helps the peer.
+    Framework("torch", "experiments.bench.worker_torch", (), ("torch",), (("OMP_WAIT_POLICY", "PASSIVE"),)),
+)
+
+
+def parse_args(argv: Sequence[str] | None):
+  p = cli.ArgumentParser(prog="python -m experiments.bench", description=(__doc__ or "").split("\n")[0])
+  p.add_argument("--quick", action="store_true", help="the small model only, fewer epochs (< 3 min on 2 cores)")
+  p.add_argument("--out", default=os.path.join("runs", "bench"), help="output folder (default: %(default)s)")
+  p.add_argument("--data-dir", default=FASHION_MNIST,
+                 help="Fashion-MNIST IDX folder; random data of the same shape when absent (default: %(default)s)")
+  p.add_argument("--frameworks", nargs="+", default=[f.name for f in FRAMEWORKS],
+                 choices=[f.name for f in FRAMEWORKS], help="which frameworks to run (default: all)")
+  p.add_argument("--batch-sizes", nargs="+", type=_batch, default=list(spec_lib.BATCHES),
+                 help="batch sizes: ints and/or 'full' (default: 128 32 1 full)")
+  p.add_argument("--samples", type=cli.positive_int, default=None,
+                 help="use only the first N training samples (a smoke run; epoch times still scaled to 60k)")
+  p.add_argument("--timeout", type=cli.positive_int, default=None,
+                 help="seconds per worker process (default: 600 quick, 3600 full)")
+  return p.parse_args(argv)
+
+
+def _batch(text: str) -> int | str:
+  return "full" if text == "full" else cli.positive_int(text)
+
+
+def load_data(data_dir: str) -> tuple[np.ndarray, np.ndarray, str]:
+  """Fashion-MNIST's 60k training images, scaled and flattened; random data of that shape if absent."""
+  from jaxnn import data
+  if os.path.isdir(data_dir):
+    ds = data.load_idx_dir(data_dir)
+    return data.flatten(data.scale(ds.x_train)), ds.y_train.astype(np.int32), ds.source
+  print(f"bench: no Fashion-MNIST at {data_dir}: timing on random data of the same shape "
+        f"({spec_lib.EPOCH_SAMPLES} x {spec_lib.INPUTS}; its loss and accuracy mean nothing)", file=sys.stderr)
+  rng = np.random.default_rng(0)
+  x = rng.random((spec_lib.EPOCH_SAMPLES, spec_lib.INPUTS), dtype=np.float32)
+  return x, rng.integers(0, spec_lib.CLASSES, spec_lib.EPOCH_SAMPLES).astype(np.int32), "random"
+
+
+def run_worker(framework: Framework, spec: str, out: str, log: str, timeout: int,
+               extra_env: dict[str, str] | None = None) -> dict[str, Any]:
+  """Runs one worker process; its stdout / stderr go to `log`. Never raises for the worker's failure."""
+  missing = [m for m in framework.requires if importlib.util.find_spec(m) is None]
+  if missing:
+    return {"framework": framework.name, "status": "missing",
+            "message": f"{', '.join(missing)} not installed (pip install -e '.[bench]')"}
+  env = dict(framework.env_defaults, **os.environ)
+  env.update(TF_CPP_MIN_LOG_LEVEL="2", **dict(framework.env), **(extra_env or {}))
+  set_env = {k: env[k] for k, _ in framework.env + framework.env_defaults}
+  if os.path.exists(out):
+    os.unlink(out)
+  start = time.perf_counter()
+  with open(log, "w") as f:
+    try:
+      subprocess.run([sys.executable, "-m", framework.module, "--spec", spec, "--out", out], cwd=ROOT, env=env,
+                     stdout=f, stderr=subprocess.STDOUT, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+      return {"framework": framework.name, "status": "error", "message": f"timed out after {timeout} s (log: {log})"}
+  if not os.path.exists(out):
+    with open(log) as f:
+      tail = [line.strip() for line in f if line.strip()][-1:] or ["no output"]
+    return {"framework": framework.name, "status": "error", "message": f"{tail[0]} (log: {log})"}
+  with open(out) as f:
+    result = json.load(f)
+  result.update(process_seconds=time.perf_counter() - start, env=set_env)
+  return result
+
+
+def device_section(work: str, x, y, logs: str, timeout: int) -> dict[str, Any]:
+  spec = spec_lib.write_spec(work, x, y, [], {"peak": True}, name="peak.json")
+  return run_worker(FRAMEWORKS[0], spec, os.path.join(work, "peak.out.json"), os.path.join(logs, "peak.log"),
+                    timeout)
+
+
+def frameworks_section(work: str, x, y, settings: list[spec_lib.Setting], names: Sequence[str], logs: str,
+                       timeout: int) -> dict[str, dict[str, Any]]:
+  spec = spec_lib.write_spec(work, x, y, settings)
+  results = {}
+  for fw in FRAMEWORKS:
+    if fw.name not in names:
+      continue
+    print(f"bench: {fw.name} ...", flush=True)
+    results[fw.name] = run_worker(fw, spec, os.path.join(work, f"{fw.name}.out.json"),
+                                  os.path.join(logs, f"{fw.name}.log"), timeout)
+    status = results[fw.name]["status"]
+    print(f"bench: {fw.name}: {status}" + ("" if status == "ok" else f" ({results[fw.name]['message']})"),
+          flush=True)
+  return results
+
+
+def cache_section(work: str, x, y, logs: str, timeout: int) -> dict[str, Any]:
+  """Two jaxnn processes, one after the other, on one fresh persistent cache: the first compiles and writes,
+  the second should load. Same setting as the start-up comparison (784-128-10, batch 128)."""
+  cache = tempfile.mkdtemp(prefix="jax-cache-", dir=work)
+  setting = spec_lib.Setting("784-128-10", 128, min(spec_lib.EPOCH_SAMPLES, len(x)), 1)
+  spec = spec_lib.write_spec(work, x, y, [setting], {"compilation_cache": cache}, name="cache.json")
+  runs = []
+  for i in (1, 2):
+    print(f"bench: compilation cache, process {i} ...", flush=True)
+    r = run_worker(FRAMEWORKS[0], spec, os.path.join(work, f"cache{i}.out.json"), os.path.join(logs, f"cache{i}.log"),
+                   timeout)
+    if r["status"] != "ok":
+      return {"status": "error", "message": r["message"]}
+    s = r["settings"][0]
+    runs.append({"compile_seconds": s["compile_seconds"], "first_seconds": s["first_seconds"],
+                 "process_seconds": r["process_seconds"]})
+  files = sum(len(f) for _, _, f in os.walk(cache))
+  return {"status": "ok", "setting": setting.key, "cache_files": files, "first_process": runs[0],
+          "second_process": runs[1]}
+
+
+def vmap_section() -> dict[str, Any]:
+  """K = 1, 8, 64 (256 on GPU) models of 784-128-10 trained in one program vs one after another.
+
+  Pending: it needs jaxnn's vmap training API (issue 5, another branch). To add it: a worker module that
+  trains K models both ways from `spec.Work` and returns samples/s for each, run here like `cache_section`.
+  """
+  return {"status": "pending", "message": "K models in one program: waits for jaxnn's vmap training API"}
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+  args = parse_args(argv)
+  start = time.perf_counter()
+  timeout = args.timeout or (600 if args.quick else 3600)
+  x, y, source = load_data(args.data_dir)
+  if args.samples:
+    x, y = x[:args.samples], y[:args.samples]
+  logs = os.path.join(args.out, "logs")
+  os.makedirs(logs, exist_ok=True)
+  work = tempfile.mkdtemp(prefix="jaxnn-bench-")
+  try:
+    device = device_section(work, x, y, logs, timeout)
+    if device["status"] != "ok":
+      raise JaxnnError(f"bench: jaxnn's worker failed on the device check: {device['message']}")
+    settings = spec_lib.settings(quick=args.quick, backend=device["backend"], n_train=len(x),
+                                 batches=args.batch_sizes)
+    print(f"bench: {device['device']}, matmul peak {device['matmul_peak']['gflops']:.0f} GFLOP/s; "
+          f"{len(settings)} settings x {len(args.frameworks)} frameworks, data: {source}", flush=True)
+    frameworks = frameworks_section(work, x, y, settings, args.frameworks, logs, timeout)
+    cache = cache_section(work, x, y, logs, timeout) if "jaxnn" in args.frameworks else {"status": "skipped"}
+    vmap = vmap_section()
+  finally:
+    shutil.rmtree(work, ignore_errors=True)
+  results = report.build(quick=args.quick, source=source, n_train=len(x), device=device, settings=settings,
+                         frameworks=frameworks, cache=cache, vmap=vmap)
+  results["wall_seconds"] = time.perf_counter() - start
+  path = cli.write_json(os.path.join(args.out, "results.json"), results)
+  print(report.render(results))
+  print(f"bench: {results['wall_seconds']:.0f} s in all; wrote {path} (worker logs in {logs})")
+  return results

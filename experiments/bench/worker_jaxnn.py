@@ -1,0 +1,107 @@
+"""Bench worker: jaxnn's `fit`, on whatever device JAX picks; also the device's matmul peak (`--peak`).
+
+Run by the driver as a fresh process: python -m experiments.bench.worker_jaxnn --spec SPEC --out RESULT.json
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any, Sequence
+
+from experiments.bench import spec as spec_lib
+
+
+def device_info() -> dict[str, Any]:
+  import jax
+  device = jax.devices()[0]
+  return {"backend": jax.default_backend(), "device": f"{device.platform}:{getattr(device, 'device_kind', '')}",
+          "device_count": jax.device_count(), "jax": jax.__version__,
+          "matmul_precision": str(jax.config.jax_default_matmul_precision)}
+
+
+def matmul_peak(sizes: Sequence[int] | None = None, repeats: int = 10) -> dict[str, Any]:
+  """The device's dense float32 matmul throughput: a jitted n x n @ n x n, the fastest of `repeats` timed runs
+  per size after a warm-up (a peak: on a shared machine the fastest run is the one least disturbed), best
+  size; the median run is recorded too."""
+  import jax
+  import jax.numpy as jnp
+  if sizes is None:
+    sizes = (1024, 2048) if jax.default_backend() == "cpu" else (4096, 8192)
+  matmul = jax.jit(jnp.matmul)
+  by_size, median_by_size = {}, {}
+  for n in sizes:
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+    matmul(a, b).block_until_ready()
+    times = []
+    for _ in range(repeats):
+      t0 = time.perf_counter()
+      matmul(a, b).block_until_ready()
+      times.append(time.perf_counter() - t0)
+    by_size[str(n)] = 2 * n**3 / min(times) / 1e9
+    median_by_size[str(n)] = 2 * n**3 / statistics.median(times) / 1e9
+  return {"gflops": max(by_size.values()), "gflops_by_size": by_size, "median_gflops_by_size": median_by_size}
+
+
+def _model(hidden: Sequence[int]):
+  from jaxnn import Dense, Sequential
+  return Sequential([*(Dense(h, activation="relu") for h in hidden), Dense(spec_lib.CLASSES)])
+
+
+def _params(weights) -> dict[str, Any]:
+  import jax.numpy as jnp
+  return {f"dense_{i}": {"kernel": jnp.asarray(k), "bias": jnp.asarray(b)} for i, (k, b) in enumerate(weights)}
+
+
+def run_setting(s: spec_lib.Setting, x, y, weights) -> dict[str, Any]:
+  """`fit` one epoch from the shared initial weights (timed whole: compile + first epoch), then the steady
+  epochs in a second `fit` that continues from the returned state (the compiled program is reused)."""
+  import jax
+  from jaxnn import losses, optimizers, training
+  model = _model(s.hidden)
+  loss = losses.get("sparse_categorical_crossentropy", from_logits=True)
+  optimizer = optimizers.OptimizerConfig("adam", learning_rate=spec_lib.LEARNING_RATE,
+                                        kwargs={"eps": spec_lib.ADAM_EPSILON})
+  x, y = x[:s.samples], y[:s.samples]
+  kw = dict(loss=loss, metrics=["accuracy"], batch_size=s.batch_size, verbose=0)
+  params = _params(weights)
+  jax.block_until_ready(params)
+  t0 = time.perf_counter()
+  c0 = time.process_time()
+  state, first = training.fit(model, params, x, y, optimizer=optimizer, epochs=1, key=jax.random.key(0), **kw)
+  jax.block_until_ready(state.params)
+  first_seconds = time.perf_counter() - t0
+  first_cpu_seconds = time.process_time() - c0
+  last = first
+  cpu = time.process_time()
+  if s.epochs > 1:
+    state, last = training.fit(model, state, x, y, epochs=s.epochs - 1, **kw)
+  cpu = time.process_time() - cpu
+  return spec_lib.setting_result(
+      s, first_seconds=first_seconds, first_cpu_seconds=first_cpu_seconds,
+      epoch_seconds=last["seconds"] if s.epochs > 1 else [], steady_cpu_seconds=cpu,
+      loss=last["loss"][-1], accuracy=last["accuracy"][-1], compile_seconds=first.compile_seconds,
+      first_epoch_seconds=first["seconds"][0], recompile_seconds=last.compile_seconds if s.epochs > 1 else None)
+
+
+def run(work: spec_lib.Work) -> dict[str, Any]:
+  import jax
+  import jax.numpy as jnp
+  import jaxnn
+  cache = work.options.get("compilation_cache")
+  if cache:
+    jaxnn.enable_compilation_cache(cache)
+  else:  # cold compiles unless the driver asks for the cache: the figure the table reports
+    jaxnn.disable_compilation_cache()
+  info = device_info()
+  jnp.zeros(1).block_until_ready()  # start the backend outside every timed region, as the peers do
+  out: dict[str, Any] = {"version": jaxnn.__version__, **info, "compilation_cache": cache}
+  if work.options.get("peak"):
+    out["matmul_peak"] = matmul_peak()
+  out["settings"] = [run_setting(s, work.x, work.y, work.weights[s.model]) for s in work.settings]
+  return out
+
+
+if __name__ == "__main__":
+  spec_lib.worker_main("jaxnn", run)

@@ -1,0 +1,151 @@
+"""`make bench` plumbing: settings, FLOP counts, the jaxnn worker's record, missing / failing peers, the report's
+ratios and targets, and one tiny end-to-end run of the driver. Speed itself is measured by `make bench` only."""
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+
+from experiments.bench import driver, report, worker_jaxnn
+from experiments.bench import spec as spec_lib
+
+SMALL = "784-128-10"
+
+
+def test_flops_and_params_by_hand():
+  # 784-128-10: matmuls of 784*128 = 100,352 and 128*10 = 1,280 multiply-adds per sample. Forward 2x, weight
+  # gradient 2x, input gradient 2x except for the first layer: 2 * (3 * 101,632 - 100,352) = 409,088.
+  assert spec_lib.train_flops_per_sample((128,)) == 409_088
+  assert spec_lib.param_count((128,)) == 100_352 + 128 + 1_280 + 10 == 101_770
+  assert spec_lib.flops_per_sample((128,)) == 6 * 101_770
+  assert spec_lib.param_count((1024, 1024)) == 784 * 1024 + 1024 + 1024 * 1024 + 1024 + 1024 * 10 + 10
+
+
+def test_initial_weights_are_glorot_uniform_with_zero_biases():
+  weights = spec_lib.glorot_uniform_weights((128,))
+  assert [k.shape for k, _ in weights] == [(784, 128), (128, 10)]
+  for (kernel, bias), (fan_in, fan_out) in zip(weights, [(784, 128), (128, 10)]):
+    limit = math.sqrt(6 / (fan_in + fan_out))
+    assert kernel.dtype == np.float32 and np.abs(kernel).max() <= limit and np.abs(kernel).max() > 0.9 * limit
+    assert not bias.any()
+  np.testing.assert_array_equal(weights[0][0], spec_lib.glorot_uniform_weights((128,))[0][0])  # seeded
+
+
+def test_settings_grid():
+  quick = spec_lib.settings(quick=True, backend="cpu", n_train=60_000)
+  assert [(s.model, s.batch) for s in quick] == [(SMALL, 128), (SMALL, 32), (SMALL, 1), (SMALL, "full")]
+  assert quick[2].samples == 500 and quick[3].batch_size == 60_000 and all(s.epochs == 3 for s in quick)
+  full = spec_lib.settings(quick=False, backend="cpu", n_train=60_000)
+  assert len(full) == 8 and {s.model for s in full} == set(spec_lib.MODELS)
+  assert [s.samples for s in full if s.batch == 1] == [10_000, 1000]  # the big model's batch-1 steps are slow
+  gpu_quick = spec_lib.settings(quick=True, backend="gpu", n_train=60_000)
+  assert ("784-1024-1024-10", 128) in [(s.model, s.batch) for s in gpu_quick]  # the GPU targets' settings
+  assert spec_lib.settings(quick=True, backend="cpu", n_train=300, batches=[1, "full"])[1].batch_size == 300
+
+
+def test_jaxnn_worker_record(tmp_path):
+  rng = np.random.default_rng(0)
+  x, y = rng.random((64, 784), dtype=np.float32), rng.integers(0, 10, 64).astype(np.int32)
+  setting = spec_lib.Setting(SMALL, 16, 64, 3)
+  work = spec_lib.Work(x, y, {SMALL: spec_lib.glorot_uniform_weights((128,))}, [setting], {})
+  out = worker_jaxnn.run(work)
+  assert out["backend"] and out["compilation_cache"] is None
+  (r,) = out["settings"]
+  assert (r["model"], r["batch"], r["samples"]) == (SMALL, 16, 64)
+  assert len(r["epoch_seconds"]) == 2 and r["extrapolated"]  # 64 samples stand for 60k
+  assert r["steady_epoch_seconds"] == pytest.approx(np.median(r["epoch_seconds"]) * 60_000 / 64)
+  assert r["first_seconds"] >= r["compile_seconds"] > 0
+  assert r["recompile_seconds"] < r["compile_seconds"]  # the continuing fit found the program compiled
+  assert math.isfinite(r["final_loss"]) and 0 <= r["final_accuracy"] <= 1
+
+
+def test_worker_command_line_reports_a_missing_framework(tmp_path):
+  spec = spec_lib.write_spec(str(tmp_path), np.zeros((4, 784), np.float32), np.zeros(4, np.int32), [])
+
+  def needs_missing(work):
+    import no_such_framework_here  # noqa: F401
+
+  def fails(work):
+    raise ValueError("bad\nsecond line")
+
+  for run, status, message in ((needs_missing, "missing", "No module named 'no_such_framework_here'"),
+                               (fails, "error", "ValueError: bad")):
+    out = tmp_path / f"{status}.json"
+    with pytest.raises(SystemExit):
+      spec_lib.worker_main("demo", run, ["--spec", spec, "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert result["status"] == status and message in result["message"] and "\n" not in result["message"]
+
+
+def test_driver_marks_missing_and_failing_peers(tmp_path):
+  spec = spec_lib.write_spec(str(tmp_path), np.zeros((4, 784), np.float32), np.zeros(4, np.int32), [])
+  missing = driver.Framework("ghost", "experiments.bench.worker_torch", requires=("no_such_framework_here",))
+  r = driver.run_worker(missing, spec, str(tmp_path / "a.json"), str(tmp_path / "a.log"), 60)
+  assert r["status"] == "missing" and "no_such_framework_here not installed" in r["message"]
+  broken = driver.Framework("broken", "experiments.bench.no_such_worker")
+  r = driver.run_worker(broken, spec, str(tmp_path / "b.json"), str(tmp_path / "b.log"), 60)
+  assert r["status"] == "error" and "No module named experiments.bench.no_such_worker" in r["message"]
+
+
+def fake_result(setting, epoch, first):
+  return spec_lib.setting_result(setting, first_seconds=first, first_cpu_seconds=first,
+                                 epoch_seconds=[epoch] * (setting.epochs - 1),
+                                 steady_cpu_seconds=epoch * (setting.epochs - 1), loss=0.5, accuracy=0.8)
+
+
+def test_report_ratios_targets_and_missing_rows():
+  settings = [spec_lib.Setting(SMALL, 128, 60_000, 3), spec_lib.Setting(SMALL, 1, 1000, 3)]
+  frameworks = {
+      "jaxnn": {"status": "ok", "settings": [dict(fake_result(settings[0], 0.25, 1.5), compile_seconds=1.2),
+                                             fake_result(settings[1], 0.1, 1.0)]},
+      "keras-jax": {"status": "ok",
+                    "settings": [fake_result(settings[0], 0.6, 2.0), fake_result(settings[1], 0.2, 1.0)]},
+      "keras-tf": {"status": "missing", "message": "tensorflow not installed"},
+      "torch": {"status": "error", "message": "timed out after 600 s"},
+  }
+  peak = {"gflops": 100.0}
+  results = report.build(quick=True, source="random", n_train=60_000, device={"backend": "cpu", "device": "cpu:x",
+                         "jax": "0", "matmul_peak": peak, "status": "ok"}, settings=settings, frameworks=frameworks,
+                         cache={"status": "ok", "setting": f"{SMALL}/b128", "cache_files": 3,
+                                "first_process": {"compile_seconds": 2.0}, "second_process": {"compile_seconds": 0.4}},
+                         vmap=driver.vmap_section())
+  rows = {(r["batch"], r["framework"]): r for r in results["rows"]}
+  assert len(rows) == 8  # every framework has a row for every setting, the missing and failed ones included
+  assert rows[(128, "keras-jax")]["jaxnn_speedup"] == pytest.approx(2.4)
+  assert rows[(1, "keras-jax")]["jaxnn_speedup"] == pytest.approx(2.0)
+  assert rows[(1, "jaxnn")]["steady_epoch_seconds"] == pytest.approx(6.0)  # 0.1 s per 1000 samples, x 60
+  j = rows[(128, "jaxnn")]
+  assert j["gflops"] == pytest.approx(6 * 101_770 * 60_000 / 0.25 / 1e9)  # the issue's 6 x params convention
+  assert j["limit_ratio"] == pytest.approx(0.25 / (6 * 101_770 * 60_000 / 100e9))
+  assert j["limit_ratio_exact"] == pytest.approx(0.25 / (409_088 * 60_000 / 100e9))
+  assert rows[(128, "keras-tf")]["status"] == "missing" and "steady_epoch_seconds" not in rows[(128, "keras-tf")]
+  targets = {t["target"]: t for t in results["targets"]}
+  by_start = lambda text: next(t for name, t in targets.items() if name.startswith(text))  # noqa: E731
+  assert by_start(f"CPU {SMALL} batch 128: jaxnn's steady epoch x faster than keras-jax")["met"] is True
+  assert by_start(f"CPU {SMALL} batch 1: jaxnn's steady epoch x faster than keras-jax")["met"] is False  # 2 < 3
+  assert by_start(f"CPU {SMALL} batch 128: jaxnn's steady epoch x faster than keras-tf")["met"] is None
+  assert by_start("start-up")["value"] == pytest.approx(0.75) and by_start("start-up")["met"] is True
+  assert by_start("persistent cache")["value"] == 0.4
+  assert by_start("GPU")["met"] is None and "backend is cpu" in by_start("GPU")["note"]
+  text = report.render(results)
+  assert "missing: tensorflow not installed" in text and "error: timed out after 600 s" in text
+  assert "vmap K models: pending" in text and "[MISSED]" in text and "[met]" in text
+
+
+def test_driver_end_to_end_tiny(tmp_path, monkeypatch):
+  ghost = driver.Framework("keras-jax", "experiments.bench.worker_keras", (("KERAS_BACKEND", "jax"),),
+                           ("no_such_framework_here",))
+  monkeypatch.setattr(driver, "FRAMEWORKS", (driver.FRAMEWORKS[0], ghost))
+  results = driver.main(["--quick", "--samples", "128", "--batch-sizes", "32", "--frameworks", "jaxnn", "keras-jax",
+                         "--data-dir", str(tmp_path / "absent"), "--out", str(tmp_path / "out")])
+  saved = json.loads((tmp_path / "out" / "results.json").read_text())
+  assert saved["data"]["source"] == "random" and saved["matmul_peak_gflops"] > 0
+  assert [(r["framework"], r["status"]) for r in saved["rows"]] == [("jaxnn", "ok"), ("keras-jax", "missing")]
+  assert saved["rows"][0]["steady_epoch_seconds"] > 0 and saved["rows"][0]["samples"] == 128
+  cache = saved["compilation_cache"]
+  assert cache["status"] == "ok" and cache["cache_files"] > 0 and cache["second_process"]["compile_seconds"] > 0
+  assert saved["vmap"]["status"] == "pending"
+  assert dataclasses.asdict(spec_lib.Setting(SMALL, 32, 128, 3)) in saved["settings"]
+  assert results["wall_seconds"] > 0
