@@ -5,8 +5,8 @@ A checkpoint is `<directory>/ckpt_<epoch, 8 digits>.msgpack`, flax.serialization
 (params, optimizer state, step, epoch, the PRNG key's data, model state, fault counters), the History so
 far, early stopping's progress and the fit's batch size, sample count and shuffling.
 
-The data order needs nothing more: `fit` shuffles each epoch with a key folded from the run key and the
-epoch number, and checkpoints are taken at epoch boundaries, so the saved (key, epoch, step) say exactly
+The data order needs nothing more: `fit` draws each epoch's order from the run key and the epoch number
+alone (`training.epoch_order`), and checkpoints are taken at epoch boundaries, so the saved (key, epoch, step) say exactly
 where the data order and the dropout keys continue. Resuming is bit-exact on CPU.
 
 Writing is atomic: the bytes go to `.tmp-ckpt_...` in the same directory, are flushed and fsynced, then

@@ -121,12 +121,13 @@ def _init_many(seeds, opt_values, *, model, tx, input_shape):
   return jax.vmap(init_one)(seeds, opt_values)
 
 
-def _many_epoch(states, x, y, sample_weight, hparams, order_key, *, model, loss, metrics, batch_size, shuffle):
-  """`training.train_epoch` for K models at once: states and hparams carry a leading K axis; the data and
-  `order_key` (None: each model's own) are shared."""
-  epoch = functools.partial(training.train_epoch, model=model, loss=loss, metrics=metrics, batch_size=batch_size,
-                            shuffle=shuffle)
-  return jax.vmap(lambda st, hp: epoch(st, x, y, sample_weight, hparams=hp, order_key=order_key))(states, hparams)
+def _many_epoch(states, x, y, sample_weight, hparams, orders, *, model, loss, metrics, batch_size):
+  """`training.train_epoch` for K models at once: states, hparams and `orders` (K, n) carry a leading K axis
+  (`orders` of shape (n,): one order shared by every model); the data are shared."""
+  epoch = functools.partial(training.train_epoch, model=model, loss=loss, metrics=metrics, batch_size=batch_size)
+  order_axis = 0 if orders.ndim == 2 else None
+  return jax.vmap(lambda st, hp, o: epoch(st, x, y, sample_weight, o, hparams=hp),
+                  in_axes=(0, 0, order_axis))(states, hparams, orders)
 
 
 def _many_eval(params, model_state, x, y, hparams, *, model, loss, metrics, batch_size):
@@ -135,7 +136,7 @@ def _many_eval(params, model_state, x, y, hparams, *, model, loss, metrics, batc
 
 
 _STATIC = ("model", "loss", "metrics", "batch_size")
-_many_epoch_jit = jax.jit(_many_epoch, static_argnames=_STATIC + ("shuffle",), donate_argnames=("states",))
+_many_epoch_jit = jax.jit(_many_epoch, static_argnames=_STATIC, donate_argnames=("states",))
 _many_eval_jit = jax.jit(_many_eval, static_argnames=_STATIC)
 
 
@@ -229,12 +230,13 @@ def fit_many(model: Sequential, x: Any, y: Any, *, loss: Any, seeds: int | Seque
   if data_seed is not None and (isinstance(data_seed, bool) or not isinstance(data_seed, numbers.Integral)
                                 or not 0 <= data_seed < 2**31):
     raise JaxnnError(f"fit_many: data_seed must be None or an int in [0, 2**31), got {data_seed!r}")
-  order_key = None if data_seed is None else jax.random.key(int(data_seed))
+  # Each epoch's orders are drawn on the host, as `fit` draws them: from each model's key, or data_seed's.
+  order_keys = np.asarray(jax.random.key_data(states.key if data_seed is None else jax.random.key(int(data_seed))))
   x_d, y_d, w_d = jax.device_put((x, y, np.ones((n,), np.float32)))
   static = dict(model=model, loss=loss, metrics=metrics, batch_size=batch_size)
+  orders = jax.device_put(training.epoch_order(order_keys, int(states.epoch[0]), n, shuffle))
   start = time.perf_counter()
-  epoch_fn, _ = training._compiled(_many_epoch_jit, (states, x_d, y_d, w_d, hparams, order_key),
-                                   dict(static, shuffle=shuffle))
+  epoch_fn, _ = training._compiled(_many_epoch_jit, (states, x_d, y_d, w_d, hparams, orders), static)
   if validation_data is not None:
     xv_d, yv_d = jax.device_put((x_val, y_val))
     eval_static = dict(static, batch_size=min(eval_batch_size, len(x_val)))
@@ -254,7 +256,9 @@ def fit_many(model: Sequential, x: Any, y: Any, *, loss: Any, seeds: int | Seque
   first_epoch = int(states.epoch[0])
   for epoch in range(first_epoch, first_epoch + epochs):
     t0 = time.perf_counter()
-    states, totals = epoch_fn(states, x_d, y_d, w_d, hparams, order_key)
+    if epoch != first_epoch:
+      orders = jax.device_put(training.epoch_order(order_keys, epoch, n, shuffle))
+    states, totals = epoch_fn(states, x_d, y_d, w_d, hparams, orders)
     totals = jax.device_get(totals)
     val_totals = None
     if validation_data is not None:
