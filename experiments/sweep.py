@@ -17,7 +17,9 @@ this repository's 2-core CPU machine while other jobs loaded it (load average 8-
   dropout rate (16 models, lr 1e-3): flat within noise, test 94.1 % at 0, 94.3-94.4 % at 0.1-0.5, 93.3 % at
     0.7; 38.0 s in fit_many (compile 9.9 s), 49.4 s for the whole command.
 
-Writes runs/sweep/ (or --out): results.json, accuracy_vs_<hyperparameter>.png, curves.png.
+Writes runs/sweep/ (or --out): results.json, accuracy_vs_<hyperparameter>.png, curves.png. The K models'
+stacked state is checkpointed under OUT/checkpoints/<hyperparameter>/; `--resume` continues all of them from
+the newest checkpoint (refused if the values, seeds or settings differ).
 """
 
 from __future__ import annotations
@@ -68,6 +70,8 @@ class Config:
   seed: int = 0
   out: str = "runs/sweep"
   verbose: int = 0
+  resume: bool = False
+  checkpoint_every: int | None = None
 
 
 def build_model(config: Config, num_classes: int) -> Sequential:
@@ -94,7 +98,7 @@ def parse_args(argv: Sequence[str] | None) -> Config:
                 values=None if a.values is None else tuple(a.values), seeds=a.seeds, hidden=a.hidden,
                 optimizer=a.optimizer, learning_rate=a.learning_rate, dropout=a.dropout, epochs=a.epochs,
                 batch_size=a.batch_size, validation_split=a.validation_split, seed=a.seed, out=a.out,
-                verbose=a.verbose)
+                verbose=a.verbose, resume=a.resume, checkpoint_every=a.checkpoint_every)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -114,7 +118,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
   states, histories = sweep_lib.fit_many(
       model, x_train, ds.y_train, loss=LOSS, seeds=seeds, **{config.sweep: per_model}, optimizer=optimizer,
       metrics=["accuracy"], epochs=config.epochs, batch_size=min(config.batch_size, len(x_train)),
-      validation_split=config.validation_split, verbose=config.verbose)
+      validation_split=config.validation_split, verbose=config.verbose,
+      checkpoint=common.checkpointing(config, config.sweep, config.epochs))
   train_seconds = time.perf_counter() - start
   test = [training.evaluate(model, s, x_test, ds.y_test, loss=LOSS, metrics=["accuracy"])
           for s in sweep_lib.unstack(states)]

@@ -3,7 +3,9 @@
 A checkpoint is `<directory>/ckpt_<epoch, 8 digits>.msgpack`, flax.serialization's msgpack of
 `{"format", "version", "sha256", "payload"}`; the payload (msgpack too) holds the TrainState as a state dict
 (params, optimizer state, step, epoch, the PRNG key's data, model state, fault counters), the History so
-far, early stopping's progress and the fit's batch size, sample count and shuffling.
+far, early stopping's progress and the fit's batch size, sample count and shuffling. `fit_many` writes the same
+file for its stacked state (one leading model axis on every array), its K Histories, and its models' seeds and
+swept values, so a resumed sweep continues the same K runs.
 
 The data order needs nothing more: `fit` draws each epoch's order from the run key and the epoch number
 alone (`training.epoch_order`), and checkpoints are taken at epoch boundaries, so the saved (key, epoch, step) say exactly
@@ -130,6 +132,14 @@ def _state_dict(tree: PyTree) -> PyTree:
   return serialization.to_state_dict(jax.device_get(_plain(tree)))
 
 
+def _epoch_of(state: Any) -> int:
+  """The state's epoch; a stacked state (`fit_many`'s, one epoch per model) must have all its models at one."""
+  epochs = np.unique(np.asarray(jax.device_get(state.epoch)))
+  if epochs.size != 1:
+    raise CheckpointError(f"checkpoint: the stacked state's models are at different epochs {epochs.tolist()}")
+  return int(epochs[0])
+
+
 def _write_file(path: str, data: bytes) -> None:
   """Writes `data` to a new file and forces it to disk."""
   with open(path, "xb") as f:
@@ -191,7 +201,7 @@ def save(directory: str, state: Any, *, history: dict[str, Any] | None = None, m
   """
   directory = os.fspath(directory)
   os.makedirs(directory, exist_ok=True)
-  epoch = int(jax.device_get(state.epoch))
+  epoch = _epoch_of(state)
   payload = serialization.msgpack_serialize({
       "state": _state_dict(state), "history": history or {}, "meta": meta or {},
       "best_params": None if best_params is None else _state_dict(best_params)})
@@ -275,16 +285,38 @@ def _restore_into(path: str, target: PyTree, saved: PyTree, what: str) -> PyTree
   return jax.tree_util.tree_map(to_device, target, restored)
 
 
-def load(path: str, target: Any) -> Checkpoint:
+def _check_settings(path: str, meta: dict[str, Any], settings: dict[str, Any]) -> None:
+  """Raises a CheckpointError naming the first setting of this run that the checkpoint's run did not have."""
+  saved = meta.get("fit", {})
+  for name, value in settings.items():
+    if name not in saved:
+      raise CheckpointError(f"checkpoint {path}: written by a run without {name}, this run has {name}={value!r}; "
+                            "resuming would not continue the same run (use another directory, or resume=False "
+                            "to start over)")
+    if saved[name] != value:
+      raise CheckpointError(f"checkpoint {path}: written by a run with {name}={saved[name]!r}, this run has "
+                            f"{name}={value!r}; resuming would not continue the same run (use another directory, "
+                            "or resume=False to start over)")
+
+
+def load(path: str, target: Any, *, settings: dict[str, Any] | None = None) -> Checkpoint:
   """Loads the checkpoint at `path` into the structure of `target` (a TrainState of the same model and optimizer).
+
+  Args:
+    path: the checkpoint file.
+    target: a TrainState (stacked, for `fit_many`) whose structure, shapes and dtypes the checkpoint must have.
+    settings: the run's settings (`meta["fit"]` when saved); a checkpoint saved with other values is refused
+      before its arrays are compared, so the message names the setting that differs.
 
   Raises:
     CorruptCheckpointError: the file is truncated, zeroed or altered (the message names it).
-    CheckpointError: an entry's presence, shape or dtype differs from `target` (the message names the entry
-      and both shapes).
+    CheckpointError: a setting differs, or an entry's presence, shape or dtype differs from `target` (the
+      message names the entry and both shapes).
   """
   path = os.fspath(path)
   data = _read(path)
+  if settings is not None:
+    _check_settings(path, data.get("meta") or {}, settings)
   state = _restore_into(path, target, data["state"], "state")
   best = data.get("best_params")
   best_params = None if best is None else _restore_into(path, target.params, best, "best_params")
@@ -292,16 +324,17 @@ def load(path: str, target: Any) -> Checkpoint:
                     best_params=best_params)
 
 
-def load_latest(directory: str, target: Any, *, fallback: bool = False) -> Checkpoint | None:
+def load_latest(directory: str, target: Any, *, fallback: bool = False,
+                settings: dict[str, Any] | None = None) -> Checkpoint | None:
   """The newest checkpoint in `directory` loaded into `target`'s structure; None if there is none.
 
   With `fallback`, a corrupted newest checkpoint is skipped with a warning and the one before is tried; an
-  incompatible one (another model) always raises.
+  incompatible one (another model, other `settings`) always raises.
   """
   paths = checkpoints(directory)
   for i, path in enumerate(reversed(paths)):
     try:
-      return load(path, target)
+      return load(path, target, settings=settings)
     except CorruptCheckpointError as e:
       if not fallback or i == len(paths) - 1:
         raise
@@ -311,28 +344,24 @@ def load_latest(directory: str, target: Any, *, fallback: bool = False) -> Check
 
 # --------------------------------------------------------------------------------------------- fit's use
 def begin(config: Checkpointing, state: Any, fit_settings: dict[str, Any], target_epoch: int) -> Checkpoint | None:
-  """At the start of `fit`: with `resume`, the newest checkpoint, checked against this fit; else a clean folder.
+  """At the start of `fit` / `fit_many`: with `resume`, the newest checkpoint, checked against this run; else a
+  clean folder.
 
   Args:
-    config: the fit's Checkpointing.
-    state: the TrainState the fit would start from (the structure to restore into).
-    fit_settings: batch size, sample count and shuffling; a checkpoint written with others does not continue
+    config: the run's Checkpointing.
+    state: the TrainState the run would start from (the structure to restore into; stacked for `fit_many`).
+    fit_settings: what makes the run this run: fit's batch size, sample count and shuffling; fit_many adds
+      the number of models, their seeds and swept values. A checkpoint written with others does not continue
       the same run, so it is an error.
-    target_epoch: the epoch the fit trains up to.
+    target_epoch: the epoch the run trains up to.
   """
   if not config.resume:
     clear(config.directory)
     return None
-  ckpt = load_latest(config.directory, state, fallback=config.fallback)
+  ckpt = load_latest(config.directory, state, fallback=config.fallback, settings=fit_settings)
   if ckpt is None:
     return None
-  saved = ckpt.meta.get("fit", {})
-  for name, value in fit_settings.items():
-    if name in saved and saved[name] != value:
-      raise CheckpointError(f"checkpoint {ckpt.path}: written by a fit with {name}={saved[name]!r}, this fit has "
-                            f"{name}={value!r}; resuming would not continue the same run (use another directory, "
-                            "or resume=False to start over)")
-  epoch = int(ckpt.state.epoch)
+  epoch = _epoch_of(ckpt.state)
   if epoch > target_epoch:
     raise CheckpointError(f"checkpoint {ckpt.path}: at epoch {epoch}, past the {target_epoch} epochs this fit "
                           "trains to")

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxnn import checkpoint as checkpoint_lib
 from jaxnn import losses as losses_lib
 from jaxnn import numerics
 from jaxnn import optimizers
@@ -144,8 +145,9 @@ def fit_many(model: Sequential, x: Any, y: Any, *, loss: Any, seeds: int | Seque
              learning_rate: Any = None, weight_decay: Any = None, l2: Any = None, dropout_rate: Any = None,
              optimizer: Any = "adam", metrics: Sequence[Any] = (), epochs: int = 1, batch_size: int = 32,
              validation_data: tuple[Any, Any] | None = None, validation_split: float = 0.0, shuffle: bool = True,
-             data_seed: int | None = None, verbose: int = 0,
-             eval_batch_size: int = 1024) -> tuple[training.TrainState, list[training.History]]:
+             data_seed: int | None = None, verbose: int = 0, eval_batch_size: int = 1024,
+             checkpoint: checkpoint_lib.Checkpointing | None = None,
+             ) -> tuple[training.TrainState, list[training.History]]:
   """Trains K copies of `model` in one compiled program and returns their stacked state and K histories.
 
   Each of seeds, learning_rate, weight_decay, l2, dropout_rate is one value shared by every model or a
@@ -176,6 +178,10 @@ def fit_many(model: Sequential, x: Any, y: Any, *, loss: Any, seeds: int | Seque
       between hyperparameters are not blurred by data order.
     verbose: 0 silent, 1 a line per epoch (loss over the models: mean, min, max).
     eval_batch_size: batch size of the validation pass.
+    checkpoint: a `checkpoint.Checkpointing`, as for `fit`: the stacked state and the K Histories are saved
+      every N epochs and at the end; with `resume`, the K runs continue from the newest checkpoint up to
+      `epochs` (bit-exact). A checkpoint of another number of models, other seeds or other swept values is
+      refused: they are part of what the run is.
 
   Returns:
     `(states, histories)`: one TrainState whose every array has a leading K axis (`unstack` splits it) and a
@@ -225,11 +231,19 @@ def fit_many(model: Sequential, x: Any, y: Any, *, loss: Any, seeds: int | Seque
   tx = tx if isinstance(tx, optax.GradientTransformation) else optimizers.get(tx)
   opt_values = {k: jnp.asarray(given[k], jnp.float32) for k in ("learning_rate", "weight_decay") if k in given}
   hparams = {k: jnp.asarray(given[k], jnp.float32) for k in ("l2", "dropout_rate") if k in given}
-  states = _init_many(jnp.asarray(seed_arr), opt_values, model=model, tx=tx, input_shape=x.shape[1:])
-
   if data_seed is not None and (isinstance(data_seed, bool) or not isinstance(data_seed, numbers.Integral)
                                 or not 0 <= data_seed < 2**31):
     raise JaxnnError(f"fit_many: data_seed must be None or an int in [0, 2**31), got {data_seed!r}")
+  if checkpoint is not None and not isinstance(checkpoint, checkpoint_lib.Checkpointing):
+    raise JaxnnError(f"fit_many: checkpoint must be a jaxnn.Checkpointing or None, got {checkpoint!r}")
+  states = _init_many(jnp.asarray(seed_arr), opt_values, model=model, tx=tx, input_shape=x.shape[1:])
+  # What makes the K runs these runs: a checkpoint written with other values would continue other runs.
+  run_settings = {"batch_size": batch_size, "samples": n, "shuffle": shuffle, "data_seed": data_seed,
+                  "models": num_models, "seeds": [int(s) for s in seed_arr],
+                  **{name: None if name not in given else [float(v) for v in given[name]] for name in _RANGES}}
+  resumed = None if checkpoint is None else checkpoint_lib.begin(checkpoint, states, run_settings, epochs)
+  if resumed is not None:
+    states = resumed.state
   # Each epoch's orders are drawn on the host, as `fit` draws them: from each model's key, or data_seed's.
   order_keys = np.asarray(jax.random.key_data(states.key if data_seed is None else jax.random.key(int(data_seed))))
   x_d, y_d, w_d = jax.device_put((x, y, np.ones((n,), np.float32)))
@@ -252,9 +266,14 @@ def fit_many(model: Sequential, x: Any, y: Any, *, loss: Any, seeds: int | Seque
   if verbose:
     print(f"compiled in {compile_seconds:.2f}s: {num_models} models, {n} samples, batch {batch_size}, "
           f"{steps} steps/epoch", file=sys.stdout, flush=True)
+  if resumed is not None:  # the K runs so far
+    for history, saved in zip(histories, resumed.history["history"]):
+      history.epoch, history.history = list(resumed.history["epoch"]), dict(saved)
+    if verbose:
+      print(f"resumed from {resumed.path} at epoch {int(states.epoch[0])} of {epochs}", flush=True)
 
   first_epoch = int(states.epoch[0])
-  for epoch in range(first_epoch, first_epoch + epochs):
+  for epoch in range(first_epoch, epochs):
     t0 = time.perf_counter()
     if epoch != first_epoch:
       orders = jax.device_put(training.epoch_order(order_keys, epoch, n, shuffle))
@@ -276,8 +295,12 @@ def fit_many(model: Sequential, x: Any, y: Any, *, loss: Any, seeds: int | Seque
       history.append(epoch + 1, logs)
     if verbose:
       final = np.array([h["loss"][-1] for h in histories])
-      print(f"Epoch {epoch + 1}/{first_epoch + epochs} - {seconds:.2f}s - loss over {num_models} models: "
+      print(f"Epoch {epoch + 1}/{epochs} - {seconds:.2f}s - loss over {num_models} models: "
             f"mean {final.mean():.4f}, min {final.min():.4f}, max {final.max():.4f}", flush=True)
+    if checkpoint is not None and checkpoint.due(epoch + 1, last=epoch + 1 == epochs):
+      checkpoint_lib.save(checkpoint.directory, states, keep=checkpoint.keep, meta={"fit": run_settings},
+                          history={"epoch": histories[0].epoch,
+                                   "history": [[[k, v] for k, v in h.history.items()] for h in histories]})
   return states, histories
 
 

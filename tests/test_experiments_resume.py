@@ -7,11 +7,13 @@ import os
 import pytest
 
 from experiments import mnist_mlp
+from experiments import sweep
 from jaxnn import checkpoint
+from jaxnn import cli
 
 EXPERIMENTS = ("mnist_mlp", "mnist_cnn", "mnist_rnn", "activations", "backprop", "descent_variants",
                "gradient_descent", "initialization", "losses", "metrics", "perceptron", "regularization",
-               "vanishing_gradients")
+               "sweep", "vanishing_gradients")
 TINY = ["--n-train", "300", "--n-test", "100", "--epochs", "3", "--hidden", "16", "--batch-size", "32",
         "--verbose", "0"]
 
@@ -74,3 +76,46 @@ def test_main_job_interrupted_then_resumed(tmp_path, monkeypatch):
   assert histories(again) == histories(reference)
   assert json.loads((out / "results.json").read_text())["models"]["B"]["test_accuracy"] == (
       reference["models"]["B"]["test_accuracy"])
+
+
+SWEEP_TINY = ["--n-train", "300", "--n-test", "100", "--values", "1e-3", "3e-2", "--seeds", "2", "--epochs", "3",
+              "--hidden", "16", "--batch-size", "32", "--checkpoint-every", "1"]
+
+
+def test_sweep_interrupted_then_resumed(tmp_path, monkeypatch, capsys):
+  reference = sweep.main([*SWEEP_TINY, "--out", str(tmp_path / "reference")])
+  out = tmp_path / "run"
+  save = checkpoint.save
+
+  def crash_after_epoch_2(directory, state, **kwargs):  # all 4 models' state is saved, then the process dies
+    path = save(directory, state, **kwargs)
+    if int(state.epoch[0]) == 2:
+      raise Interrupted(path)
+    return path
+
+  with monkeypatch.context() as m:
+    m.setattr(checkpoint, "save", crash_after_epoch_2)
+    with pytest.raises(Interrupted):
+      sweep.main([*SWEEP_TINY, "--out", str(out)])
+  assert not (out / "results.json").exists()
+  assert [os.path.basename(p) for p in checkpoint.checkpoints(str(out / "checkpoints" / "learning_rate"))] == [
+      "ckpt_00000001.msgpack", "ckpt_00000002.msgpack"]
+
+  resumed = sweep.main([*SWEEP_TINY, "--out", str(out), "--resume"])
+  assert checkpoint.latest(str(out / "checkpoints" / "learning_rate")).endswith("ckpt_00000003.msgpack")
+  keys = ("value", "seeds", "val_accuracy", "test_accuracy", "train_loss", "val_accuracy_curve")
+  assert [{k: r[k] for k in keys} for r in resumed["results"]] == [  # bit-equal, every model
+      {k: r[k] for k in keys} for r in reference["results"]]
+  assert resumed["best"] == reference["best"]
+
+  # Other values in the same folder: refused in one line on stderr; the results and checkpoints stay as they were.
+  written = {p: p.stat().st_mtime_ns for p in [out / "results.json", *(out / "checkpoints").rglob("*")]}
+  capsys.readouterr()
+  with pytest.raises(SystemExit) as e:
+    cli.run(sweep.main, [*SWEEP_TINY[:5], "1e-3", "1e-2", *SWEEP_TINY[7:], "--out", str(out), "--resume"],
+            prog="sweep")
+  assert e.value.code != 0
+  err = capsys.readouterr().err.splitlines()  # the data loader's note about the embedded sample, then the error
+  assert err[-1].startswith("sweep: error: checkpoint ") and "Traceback" not in "\n".join(err)
+  assert "learning_rate=[0.001, 0.001, 0.03, 0.03], this run has learning_rate=[0.001, 0.001, 0.01, 0.01]" in err[-1]
+  assert {p: p.stat().st_mtime_ns for p in written} == written

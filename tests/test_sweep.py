@@ -1,11 +1,15 @@
 """fit_many (K models in one program) against separate fits, compile-once over hyperparameter values, errors;
 per-example gradients against a loop of jax.grad."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import ckpt_driver
+from jaxnn import checkpoint
 from jaxnn import losses
 from jaxnn import optimizers
 from jaxnn import regularizers
@@ -127,6 +131,7 @@ def test_lion_sweeps_weight_decay_from_none():
      "fit_many: the optimizer holds no 'learning_rate' to set per model"),
     (dict(batch_size=0), "fit_many: batch_size must be an int in [1, 96]"),
     (dict(data_seed=1.5), "fit_many: data_seed must be None or an int in [0, 2**31), got 1.5"),
+    (dict(checkpoint="ckpts"), "fit_many: checkpoint must be a jaxnn.Checkpointing or None, got 'ckpts'"),
 ])
 def test_bad_arguments_are_clear_errors(kwargs, message):
   x, y = blobs()
@@ -142,6 +147,90 @@ def test_dropout_rate_needs_a_dropout_layer():
   with pytest.raises(JaxnnError, match="unstack: expected a stacked TrainState"):
     model = Sequential([Dense(3)])
     sweep.unstack(training.create_train_state(model, model.init(jax.random.key(0), (6,))))
+
+
+# --------------------------------------------------------------------------------------------- checkpoints
+# Three models with their own seeds, learning rates and dropout rates: a resume that mixed up the models, lost
+# their optimizer moments, keys or swept values would not end at the same bytes.
+SWEPT = dict(FIT, epochs=4, seeds=[0, 1, 2], learning_rate=[1e-3, 1e-2, 3e-2], dropout_rate=[0.0, 0.2, 0.4])
+
+
+class Interrupted(Exception):
+  pass
+
+
+def fit_many_checkpointed(directory, *, resume=False, **kwargs):
+  x, y = blobs()
+  return sweep.fit_many(mlp(), x, y, **{**SWEPT, **kwargs},
+                        checkpoint=checkpoint.Checkpointing(str(directory), every=1, keep=None, resume=resume))
+
+
+def test_fit_many_interrupted_then_resumed_is_bit_exact(tmp_path, monkeypatch):
+  x, y = blobs()
+  reference, reference_histories = sweep.fit_many(mlp(), x, y, **SWEPT)
+  save = checkpoint.save
+
+  def crash_after_epoch_2(directory, state, **kwargs):
+    path = save(directory, state, **kwargs)
+    if int(state.epoch[0]) == 2:
+      raise Interrupted(path)
+    return path
+
+  with monkeypatch.context() as m:
+    m.setattr(checkpoint, "save", crash_after_epoch_2)
+    with pytest.raises(Interrupted):
+      fit_many_checkpointed(tmp_path)
+  assert sorted(os.listdir(tmp_path)) == ["ckpt_00000001.msgpack", "ckpt_00000002.msgpack"]
+
+  saved_epochs = []
+
+  def recording_save(directory, state, **kwargs):
+    saved_epochs.append(int(state.epoch[0]))
+    return save(directory, state, **kwargs)
+
+  with monkeypatch.context() as m:
+    m.setattr(checkpoint, "save", recording_save)
+    states, histories = fit_many_checkpointed(tmp_path, resume=True)
+  assert saved_epochs == [3, 4]  # it continued from epoch 2, it did not start over
+  assert ckpt_driver.state_bytes(states) == ckpt_driver.state_bytes(reference)  # all K models, byte for byte
+  for k, (history, expected) in enumerate(zip(histories, reference_histories)):
+    assert history.epoch == [1, 2, 3, 4], k
+    for name in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"):
+      assert history[name] == expected[name], (k, name)  # bit-equal floats, epochs 1-2 from the checkpoint
+    assert history.params == expected.params
+
+  # Finished: resuming again trains nothing and writes nothing.
+  written = {p: os.stat(p).st_mtime_ns for p in checkpoint.checkpoints(str(tmp_path))}
+  assert len(written) == 4
+  again, again_histories = fit_many_checkpointed(tmp_path, resume=True)
+  assert {p: os.stat(p).st_mtime_ns for p in written} == written
+  assert ckpt_driver.state_bytes(again) == ckpt_driver.state_bytes(reference)
+  assert [h["loss"] for h in again_histories] == [h["loss"] for h in reference_histories]
+
+
+def test_fit_many_refuses_a_checkpoint_of_other_models_or_values(tmp_path):
+  fit_many_checkpointed(tmp_path, epochs=1)
+  refused = [
+      (dict(seeds=[0, 1], learning_rate=[1e-3, 1e-2], dropout_rate=[0.0, 0.2]),
+       "written by a run with models=3, this run has models=2"),
+      (dict(seeds=[0, 1, 5]), "written by a run with seeds=[0, 1, 2], this run has seeds=[0, 1, 5]"),
+      (dict(learning_rate=[1e-3, 1e-2, 0.1]),
+       "written by a run with learning_rate=[0.001, 0.01, 0.03], this run has learning_rate=[0.001, 0.01, 0.1]"),
+      (dict(l2=1e-3), "written by a run with l2=None, this run has l2=[0.001, 0.001, 0.001]"),
+      (dict(data_seed=3), "written by a run with data_seed=None, this run has data_seed=3"),
+  ]
+  path = checkpoint.latest(str(tmp_path))
+  for change, message in refused:
+    with pytest.raises(checkpoint.CheckpointError) as e:
+      fit_many_checkpointed(tmp_path, resume=True, **change)
+    assert str(e.value).startswith(f"checkpoint {path}: {message}; resuming would not continue the same run"), change
+  assert checkpoint.checkpoints(str(tmp_path)) == [path]  # refused runs leave the checkpoint alone
+  # A single fit's checkpoint is not a sweep's either.
+  model, (x, y) = mlp(), blobs()
+  training.fit(model, model.init(jax.random.key(0), (6,)), x, y, **dict(FIT, epochs=1),
+               checkpoint=checkpoint.Checkpointing(str(tmp_path / "single")))
+  with pytest.raises(checkpoint.CheckpointError, match="written by a run without data_seed"):
+    fit_many_checkpointed(tmp_path / "single", resume=True)
 
 
 # --------------------------------------------------------------------------------------------- per-example
