@@ -19,7 +19,7 @@ import experiments
 from jaxnn import cli
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-MODULES = sorted(m.name for m in pkgutil.iter_modules(experiments.__path__) if m.name != "common")
+MODULES = sorted(m.name for m in pkgutil.iter_modules(experiments.__path__) if m.name != "common" and not m.ispkg)
 # Lines jaxnn.data may print on stderr before an error (which data source it used): not errors.
 NOTICE = re.compile(r"^jaxnn\.data: ")
 
