@@ -96,7 +96,8 @@ def fake_vmap(ratios: dict[int, float]) -> dict:
   ks = [{"k": k, "sequential_timed": min(k, 8), "sequential_scaled": k > 8, "ratio": ratio,
          "sequential_model_samples_per_second": 1000.0, "max_loss_difference": 1e-7,
          "one_program": {"model_samples_per_second": 1000.0 * ratio, "compile_seconds": 2.0,
-                         "steady_epoch_seconds": k / ratio}} for k, ratio in ratios.items()]
+                         "steady_epoch_seconds": k / ratio, "call_seconds": 5.0, "epoch_seconds": [1.0]}}
+        for k, ratio in ratios.items()]
   return {"status": "ok", "model": SMALL, "batch": 128, "samples": 4000, "epochs": 3, "sequential": seq, "ks": ks}
 
 
@@ -107,6 +108,7 @@ def test_report_vmap_rows_and_target(backend, ratios, met):
   results = report.build(quick=True, source="random", n_train=4000, device=device, settings=[], frameworks={},
                          cache={"status": "skipped"}, vmap=fake_vmap(ratios))
   assert [(r["k"], r["ratio"]) for r in results["vmap"]["rows"]] == list(ratios.items())
+  assert all(r["startup_seconds"] == 4.0 for r in results["vmap"]["rows"])  # the call less its epochs
   (target,) = [t for t in results["targets"] if "256 models in one program" in t["target"]]
   assert target["met"] is met and target["threshold"] == 50
   if backend == "cpu":

@@ -84,6 +84,8 @@ def _vmap_rows(vmap: dict[str, Any]) -> list[dict[str, Any]]:
     row = {"k": r["k"], "one_program_samples_per_second": one["model_samples_per_second"],
            "sequential_samples_per_second": r["sequential_model_samples_per_second"], "ratio": r["ratio"],
            "compile_seconds": one["compile_seconds"], "steady_epoch_seconds": one["steady_epoch_seconds"],
+           # The whole call less its epochs: fit_many's init program, its epoch compile, the input checks.
+           "startup_seconds": one["call_seconds"] - sum(one["epoch_seconds"]),
            "sequential_timed": r["sequential_timed"], "sequential_scaled": r["sequential_scaled"],
            "max_loss_difference": r["max_loss_difference"]}
     if "shared_order" in r:
@@ -212,7 +214,7 @@ def _render_vmap(v: dict[str, Any]) -> list[str]:
     return ["", f"vmap K models: {v.get('status')} {v.get('message', '')}".rstrip()]
   shared = any("shared_order_ratio" in r for r in v["rows"])
   header = ("K", "one program samples/s", "one after another samples/s", "x", *(("shared order x",) if shared else ()),
-            "compile_s", "max loss diff", "note")
+            "compile_s", "start_s", "max loss diff", "note")
   table = []
   for r in v["rows"]:
     note = (f"one after another: {r['sequential_timed']} of {r['k']} models timed, rate scaled"
@@ -220,7 +222,8 @@ def _render_vmap(v: dict[str, Any]) -> list[str]:
     table.append((r["k"], _f(r["one_program_samples_per_second"], ",.0f"),
                   _f(r["sequential_samples_per_second"], ",.0f"), _f(r["ratio"], ".2f"),
                   *((_f(r.get("shared_order_ratio"), ".2f"),) if shared else ()),
-                  _f(r["compile_seconds"], ".2f"), _f(r["max_loss_difference"], ".1e"), note))
+                  _f(r["compile_seconds"], ".2f"), _f(r["startup_seconds"], ".2f"), _f(r["max_loss_difference"], ".1e"),
+                  note))
   seq = v["sequential"]
   first = seq["models"][0]
   calls = seq.get("call_model_samples_per_second")
@@ -231,4 +234,6 @@ def _render_vmap(v: dict[str, Any]) -> list[str]:
           f"one after another: compile {first['compile_seconds']:.2f} s once"
           + (f"; whole fit calls once compiled: {calls:,.0f} model-samples/s" if calls else "")
           + ("; shared order: fit_many(data_seed=0), every model on the same batches" if shared else "")
-          + "; max loss diff: the largest final-loss difference between a model's two ways (the same run)"]
+          + "; compile_s: fit_many's compile_seconds (the epoch program); start_s: the whole fit_many call less its "
+          "epochs (also its init program's compile); max loss diff: the largest final-loss difference between a "
+          "model's two ways (the same run)"]
