@@ -2,13 +2,14 @@
 ratios and targets, and one tiny end-to-end run of the driver. Speed itself is measured by `make bench` only."""
 
 import dataclasses
+import importlib
 import json
 import math
 
 import numpy as np
 import pytest
 
-from experiments.bench import driver, report, worker_jaxnn
+from experiments.bench import driver, report, worker_jaxnn, worker_vmap
 from experiments.bench import spec as spec_lib
 
 SMALL = "784-128-10"
@@ -43,6 +44,11 @@ def test_settings_grid():
   gpu_quick = spec_lib.settings(quick=True, backend="gpu", n_train=60_000)
   assert ("784-1024-1024-10", 128) in [(s.model, s.batch) for s in gpu_quick]  # the GPU targets' settings
   assert spec_lib.settings(quick=True, backend="cpu", n_train=300, batches=[1, "full"])[1].batch_size == 300
+  setting, options = spec_lib.vmap_plan(quick=True, backend="cpu", n_train=60_000)
+  assert (setting.model, setting.batch, setting.samples) == (SMALL, 128, 4000) and options["ks"] == [1, 8, 64]
+  setting, options = spec_lib.vmap_plan(quick=True, backend="gpu", n_train=60_000)
+  assert setting.samples == 60_000 and options["ks"] == [1, 8, 64, 256] and options["shared_order"]
+  assert spec_lib.vmap_plan(quick=False, backend="cpu", n_train=100, ks=[2])[0].batch == 100
 
 
 def test_jaxnn_worker_record(tmp_path):
@@ -61,11 +67,73 @@ def test_jaxnn_worker_record(tmp_path):
   assert math.isfinite(r["final_loss"]) and 0 <= r["final_accuracy"] <= 1
 
 
+def test_vmap_worker_record():
+  rng = np.random.default_rng(0)
+  x, y = rng.random((64, 784), dtype=np.float32), rng.integers(0, 10, 64).astype(np.int32)
+  # One sequential fit stands for both models (scaled); the end-to-end test below covers K <= the cap.
+  work = spec_lib.Work(x, y, {}, [spec_lib.Setting(SMALL, 16, 64, 3)],
+                       {"ks": [2], "sequential_models": 1, "shared_order": True})
+  out = worker_vmap.run(work)
+  seq = out["sequential"]
+  assert len(seq["models"]) == 1 and seq["models"][0]["compile_seconds"] > 0
+  assert seq["model_samples_per_second"] == pytest.approx(64 / np.median(seq["models"][0]["epoch_seconds"][1:]))
+  (two,) = out["ks"]
+  assert (two["k"], two["sequential_timed"], two["sequential_scaled"]) == (2, 1, True)
+  many = two["one_program"]
+  assert many["steady_epoch_seconds"] == pytest.approx(np.median(many["epoch_seconds"][1:]))
+  assert many["model_samples_per_second"] == pytest.approx(2 * 64 / many["steady_epoch_seconds"])
+  assert two["ratio"] == pytest.approx(many["model_samples_per_second"] / seq["model_samples_per_second"])
+  assert len(many["final_losses"]) == 2 and many["compile_seconds"] > 0
+  assert two["max_loss_difference"] < 1e-4  # model 0 is the same run both ways
+  shared = two["shared_order"]
+  assert two["shared_order_ratio"] == pytest.approx(shared["model_samples_per_second"]
+                                                    / seq["model_samples_per_second"])
+  assert len(shared["final_losses"]) == 2
+
+
+def fake_vmap(ratios: dict[int, float]) -> dict:
+  seq = {"models": [{"compile_seconds": 1.0}], "model_samples_per_second": 1000.0}
+  ks = [{"k": k, "sequential_timed": min(k, 8), "sequential_scaled": k > 8, "ratio": ratio,
+         "sequential_model_samples_per_second": 1000.0, "max_loss_difference": 1e-7,
+         "one_program": {"model_samples_per_second": 1000.0 * ratio, "compile_seconds": 2.0,
+                         "steady_epoch_seconds": k / ratio, "call_seconds": 5.0, "epoch_seconds": [1.0]}}
+        for k, ratio in ratios.items()]
+  return {"status": "ok", "model": SMALL, "batch": 128, "samples": 4000, "epochs": 3, "sequential": seq, "ks": ks}
+
+
+@pytest.mark.parametrize("backend, ratios, met", [("cpu", {1: 0.9, 64: 0.5}, None), ("gpu", {8: 6.0, 256: 60.0}, True),
+                                                   ("gpu", {256: 30.0}, False), ("gpu", {64: 30.0}, None)])
+def test_report_vmap_rows_and_target(backend, ratios, met):
+  device = {"backend": backend, "device": "x", "jax": "0", "matmul_peak": {"gflops": 100.0}, "status": "ok"}
+  results = report.build(quick=True, source="random", n_train=4000, device=device, settings=[], frameworks={},
+                         cache={"status": "skipped"}, vmap=fake_vmap(ratios))
+  assert [(r["k"], r["ratio"]) for r in results["vmap"]["rows"]] == list(ratios.items())
+  assert all(r["startup_seconds"] == 4.0 for r in results["vmap"]["rows"])  # the call less its epochs
+  (target,) = [t for t in results["targets"] if "256 models in one program" in t["target"]]
+  assert target["met"] is met and target["threshold"] == 50
+  if backend == "cpu":
+    assert target["value"] is None and target["note"] == "GPU target not measured: backend is cpu"
+  text = report.render(results)
+  if 64 in ratios:
+    assert "one after another: 8 of 64 models timed, rate scaled" in text
+  assert f"{1000 * ratios[max(ratios)]:,.0f}" in text
+
+
+def test_report_vmap_failure_is_a_line():
+  device = {"backend": "gpu", "device": "x", "jax": "0", "matmul_peak": {"gflops": 100.0}, "status": "ok"}
+  results = report.build(quick=True, source="random", n_train=4000, device=device, settings=[], frameworks={},
+                         cache={"status": "skipped"}, vmap={"status": "error", "message": "timed out after 600 s"})
+  assert results["vmap"]["rows"] == []
+  assert "vmap K models: error timed out after 600 s" in report.render(results)
+  (target,) = [t for t in results["targets"] if "256 models" in t["target"]]
+  assert target["met"] is None and "no K = 256 result" in target["note"]
+
+
 def test_worker_command_line_reports_a_missing_framework(tmp_path):
   spec = spec_lib.write_spec(str(tmp_path), np.zeros((4, 784), np.float32), np.zeros(4, np.int32), [])
 
   def needs_missing(work):
-    import no_such_framework_here  # noqa: F401
+    importlib.import_module("no_such_framework_here")
 
   def fails(work):
     raise ValueError("bad\nsecond line")
@@ -110,7 +178,7 @@ def test_report_ratios_targets_and_missing_rows():
                          "jax": "0", "matmul_peak": peak, "status": "ok"}, settings=settings, frameworks=frameworks,
                          cache={"status": "ok", "setting": f"{SMALL}/b128", "cache_files": 3,
                                 "first_process": {"compile_seconds": 2.0}, "second_process": {"compile_seconds": 0.4}},
-                         vmap=driver.vmap_section())
+                         vmap={"status": "skipped"})
   rows = {(r["batch"], r["framework"]): r for r in results["rows"]}
   assert len(rows) == 8  # every framework has a row for every setting, the missing and failed ones included
   assert rows[(128, "keras-jax")]["jaxnn_speedup"] == pytest.approx(2.4)
@@ -131,7 +199,7 @@ def test_report_ratios_targets_and_missing_rows():
   assert by_start("GPU")["met"] is None and "backend is cpu" in by_start("GPU")["note"]
   text = report.render(results)
   assert "missing: tensorflow not installed" in text and "error: timed out after 600 s" in text
-  assert "vmap K models: pending" in text and "[MISSED]" in text and "[met]" in text
+  assert "vmap K models: skipped" in text and "[MISSED]" in text and "[met]" in text
 
 
 def test_driver_end_to_end_tiny(tmp_path, monkeypatch):
@@ -139,13 +207,18 @@ def test_driver_end_to_end_tiny(tmp_path, monkeypatch):
                            ("no_such_framework_here",))
   monkeypatch.setattr(driver, "FRAMEWORKS", (driver.FRAMEWORKS[0], ghost))
   results = driver.main(["--quick", "--samples", "128", "--batch-sizes", "32", "--frameworks", "jaxnn", "keras-jax",
-                         "--data-dir", str(tmp_path / "absent"), "--out", str(tmp_path / "out")])
+                         "--vmap-models", "2", "--data-dir", str(tmp_path / "absent"),
+                         "--out", str(tmp_path / "out")])
   saved = json.loads((tmp_path / "out" / "results.json").read_text())
   assert saved["data"]["source"] == "random" and saved["matmul_peak_gflops"] > 0
   assert [(r["framework"], r["status"]) for r in saved["rows"]] == [("jaxnn", "ok"), ("keras-jax", "missing")]
   assert saved["rows"][0]["steady_epoch_seconds"] > 0 and saved["rows"][0]["samples"] == 128
   cache = saved["compilation_cache"]
   assert cache["status"] == "ok" and cache["cache_files"] > 0 and cache["second_process"]["compile_seconds"] > 0
-  assert saved["vmap"]["status"] == "pending"
+  (vmap_row,) = saved["vmap"]["rows"]
+  assert saved["vmap"]["status"] == "ok" and saved["vmap"]["samples"] == 128
+  assert len(saved["vmap"]["sequential"]["models"]) == 2
+  assert (vmap_row["k"], vmap_row["sequential_scaled"]) == (2, False) and vmap_row["one_program_samples_per_second"] > 0
+  assert vmap_row["max_loss_difference"] < 1e-4
   assert dataclasses.asdict(spec_lib.Setting(SMALL, 32, 128, 3)) in saved["settings"]
   assert results["wall_seconds"] > 0

@@ -5,7 +5,8 @@ Sections, in order (each is a function here; a new one adds a worker and a funct
   2. frameworks: jaxnn, Keras 3 on JAX, Keras 3 on TensorFlow, PyTorch, one fresh process each, over the
      settings of `spec.settings` (models x batch 128, 32, 1, full);
   3. compilation cache: two more jaxnn processes sharing a fresh persistent cache (the second one's compile);
-  4. vmap: K models in one program vs one after another (to come, with jaxnn's vmap API: `vmap_section`).
+  4. vmap: K models of 784-128-10 in one program (`jaxnn.fit_many`) vs one after another (`jaxnn.fit`),
+     in a fresh process (worker_vmap).
 Then `report` turns it into tables, ratios and the issue's targets, and runs/bench/results.json.
 """
 
@@ -51,6 +52,7 @@ FRAMEWORKS = (
     # 10x slower (39 s instead of 3.7 s at batch 128, measured here). Passive waiting only helps the peer.
     Framework("torch", "experiments.bench.worker_torch", (), ("torch",), (("OMP_WAIT_POLICY", "PASSIVE"),)),
 )
+VMAP = Framework("jaxnn-vmap", "experiments.bench.worker_vmap")
 
 
 def parse_args(argv: Sequence[str] | None):
@@ -65,6 +67,8 @@ def parse_args(argv: Sequence[str] | None):
                  help="batch sizes: ints and/or 'full' (default: 128 32 1 full)")
   p.add_argument("--samples", type=cli.positive_int, default=None,
                  help="use only the first N training samples (a smoke run; epoch times still scaled to 60k)")
+  p.add_argument("--vmap-models", nargs="+", type=cli.positive_int, default=None, metavar="K",
+                 help="the vmap section's numbers of models (default: 1 8 64, and 256 on a GPU)")
   p.add_argument("--timeout", type=cli.positive_int, default=None,
                  help="seconds per worker process (default: 600 quick, 3600 full)")
   return p.parse_args(argv)
@@ -159,13 +163,15 @@ def cache_section(work: str, x, y, logs: str, timeout: int) -> dict[str, Any]:
           "second_process": runs[1]}
 
 
-def vmap_section() -> dict[str, Any]:
-  """K = 1, 8, 64 (256 on GPU) models of 784-128-10 trained in one program vs one after another.
-
-  Pending: it needs jaxnn's vmap training API (issue 5, another branch). To add it: a worker module that
-  trains K models both ways from `spec.Work` and returns samples/s for each, run here like `cache_section`.
-  """
-  return {"status": "pending", "message": "K models in one program: waits for jaxnn's vmap training API"}
+def vmap_section(work: str, x, y, logs: str, timeout: int, *, quick: bool, backend: str,
+                 ks: Sequence[int] | None = None) -> dict[str, Any]:
+  """K = 1, 8, 64 (256 on GPU) models of 784-128-10 trained in one program vs one after another."""
+  setting, options = spec_lib.vmap_plan(quick=quick, backend=backend, n_train=len(x), ks=ks)
+  spec = spec_lib.write_spec(work, x, y, [setting], options, name="vmap.json")
+  print(f"bench: vmap, K = {' '.join(map(str, options['ks']))} models ...", flush=True)
+  r = run_worker(VMAP, spec, os.path.join(work, "vmap.out.json"), os.path.join(logs, "vmap.log"), timeout)
+  print(f"bench: vmap: {r['status']}" + ("" if r["status"] == "ok" else f" ({r['message']})"), flush=True)
+  return r
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -188,7 +194,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
           f"{len(settings)} settings x {len(args.frameworks)} frameworks, data: {source}", flush=True)
     frameworks = frameworks_section(work, x, y, settings, args.frameworks, logs, timeout)
     cache = cache_section(work, x, y, logs, timeout) if "jaxnn" in args.frameworks else {"status": "skipped"}
-    vmap = vmap_section()
+    vmap = (vmap_section(work, x, y, logs, timeout, quick=args.quick, backend=device["backend"],
+                         ks=args.vmap_models) if "jaxnn" in args.frameworks else {"status": "skipped"})
   finally:
     shutil.rmtree(work, ignore_errors=True)
   results = report.build(quick=args.quick, source=source, n_train=len(x), device=device, settings=settings,

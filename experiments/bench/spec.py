@@ -69,6 +69,22 @@ def settings(*, quick: bool, backend: str, n_train: int, batches: Sequence[int |
   return out
 
 
+VMAP_MODEL = "784-128-10"
+
+
+def vmap_plan(*, quick: bool, backend: str, n_train: int,
+              ks: Sequence[int] | None = None) -> tuple[Setting, dict[str, Any]]:
+  """The vmap section: K = 1, 8, 64 (and 256 on an accelerator) models of 784-128-10 at batch 128, one program
+  vs one after another. QUICK on a CPU: 4000 samples and no shared-order run (the K = 64 program alone takes
+  seconds per epoch there); otherwise 60k samples, and also every model on the same batches (`data_seed`).
+  `ks` replaces the K values."""
+  accelerated = backend != "cpu"
+  ks = list(ks or [1, 8, 64] + ([256] if accelerated else []))
+  samples = min(EPOCH_SAMPLES if accelerated or not quick else 4000, n_train)
+  setting = Setting(VMAP_MODEL, min(128, samples), samples, 3 if quick else 4)
+  return setting, {"ks": ks, "sequential_models": 8, "shared_order": accelerated or not quick}
+
+
 def glorot_uniform_weights(hidden: Sequence[int], seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
   """(kernel (in, out), zero bias) per layer, Glorot-uniform as Keras and jaxnn default to: every framework
   starts from these same numbers."""

@@ -86,7 +86,6 @@ def run_setting(s: spec_lib.Setting, x, y, weights) -> dict[str, Any]:
 
 
 def run(work: spec_lib.Work) -> dict[str, Any]:
-  import jax
   import jax.numpy as jnp
   import jaxnn
   cache = work.options.get("compilation_cache")
