@@ -5,12 +5,14 @@ import dataclasses
 import importlib
 import json
 import math
+import re
 
 import numpy as np
 import pytest
 
 from experiments.bench import driver, report, worker_jaxnn, worker_vmap
 from experiments.bench import spec as spec_lib
+from jaxnn import cli
 
 SMALL = "784-128-10"
 
@@ -222,3 +224,20 @@ def test_driver_end_to_end_tiny(tmp_path, monkeypatch):
   assert vmap_row["max_loss_difference"] < 1e-4
   assert dataclasses.asdict(spec_lib.Setting(SMALL, 32, 128, 3)) in saved["settings"]
   assert results["wall_seconds"] > 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--batch-sizes", "0"], r"--batch-sizes: .*0"),
+    (["--frameworks", "mxnet"], r"--frameworks: invalid choice: 'mxnet'"),
+    (["--samples", "-5"], r"--samples: .*-5"),
+    (["--bogus"], r"unrecognized arguments: --bogus"),
+])
+def test_bad_bench_arguments_are_one_line(args, message, tmp_path, capsys):
+  from experiments.bench import driver
+  out = tmp_path / "bench"
+  with pytest.raises(SystemExit) as e:
+    cli.run(driver.main, [*args, "--out", str(out)], prog="bench")
+  assert e.value.code == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "Traceback" not in err[0] and re.search(message, err[0]), err
+  assert not out.exists()
