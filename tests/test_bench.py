@@ -39,7 +39,7 @@ def test_initial_weights_are_glorot_uniform_with_zero_biases():
 def test_settings_grid():
   quick = spec_lib.settings(quick=True, backend="cpu", n_train=60_000)
   assert [(s.model, s.batch) for s in quick] == [(SMALL, 128), (SMALL, 32), (SMALL, 1), (SMALL, "full")]
-  assert quick[2].samples == 500 and quick[3].batch_size == 60_000 and all(s.epochs == 3 for s in quick)
+  assert quick[2].samples == 500 and quick[3].batch_size == 60_000 and all(s.epochs == 5 for s in quick)
   full = spec_lib.settings(quick=False, backend="cpu", n_train=60_000)
   assert len(full) == 8 and {s.model for s in full} == set(spec_lib.MODELS)
   assert [s.samples for s in full if s.batch == 1] == [10_000, 1000]  # the big model's batch-1 steps are slow
