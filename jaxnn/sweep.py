@@ -197,14 +197,7 @@ def fit_many(model: Sequential, x: Any, y: Any, *, loss: Any, seeds: int | Seque
     raise JaxnnError(f"fit_many: epochs must be an int >= 0, got {epochs!r}")
   if not 0.0 <= validation_split < 1.0:
     raise JaxnnError(f"fit_many: validation_split must be in [0, 1), got {validation_split!r}")
-  if validation_split and validation_data is not None:
-    raise JaxnnError("fit_many: pass validation_data or validation_split, not both")
-  if validation_split:
-    n_val = int(math.floor(len(x) * validation_split))
-    if n_val == 0 or n_val == len(x):
-      raise JaxnnError(f"fit_many: validation_split={validation_split} of {len(x)} examples leaves an empty side")
-    validation_data = (x[-n_val:], y[-n_val:])
-    x, y = x[:-n_val], y[:-n_val]
+  x, y, validation_data = training._hold_out(x, y, validation_split, validation_data, "fit_many")
   n = len(x)
   if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= n:
     raise JaxnnError(f"fit_many: batch_size must be an int in [1, {n}] (the number of training examples), "

@@ -368,6 +368,19 @@ def _check_fit_args(epochs: Any, validation_split: Any, validation_data: Any, ev
     _checks.check_early_stopping(early_stopping, metrics, validation_data is not None or bool(validation_split))
 
 
+def _hold_out(x: np.ndarray, y: np.ndarray, validation_split: float, validation_data: Any,
+              what: str) -> tuple[np.ndarray, np.ndarray, Any]:
+  """(x, y, validation_data) with `validation_split` of the examples held out from the end, as Keras does."""
+  if validation_split and validation_data is not None:
+    raise JaxnnError(f"{what}: pass validation_data or validation_split, not both")
+  if not validation_split:
+    return x, y, validation_data
+  n_val = int(math.floor(len(x) * validation_split))
+  if n_val == 0 or n_val == len(x):
+    raise JaxnnError(f"{what}: validation_split={validation_split} of {len(x)} examples leaves an empty side")
+  return x[:-n_val], y[:-n_val], (x[-n_val:], y[-n_val:])
+
+
 def _resolve_metrics(metrics: Sequence[Any], loss: losses_lib.Loss) -> tuple[metrics_lib.Metric, ...]:
   _checks.check_metrics_list(metrics)
   resolved = tuple(metrics_lib.get(m, loss=loss) for m in metrics)
@@ -431,14 +444,10 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
   if max_bad_steps is not None and (isinstance(max_bad_steps, bool) or not isinstance(max_bad_steps, int)
                                     or max_bad_steps < 1):
     raise JaxnnError(f"fit: max_bad_steps must be an int >= 1 or None (no guard), got {max_bad_steps!r}")
-  if validation_split and validation_data is not None:
-    raise JaxnnError("fit: pass validation_data or validation_split, not both")
-  if validation_split:
-    n_val = int(math.floor(len(x) * validation_split))
-    if n_val == 0 or n_val == len(x):
-      raise JaxnnError(f"fit: validation_split={validation_split} of {len(x)} examples leaves an empty side")
-    validation_data = (x[-n_val:], y[-n_val:])
-    x, y = x[:-n_val], y[:-n_val]
+  n_all = len(x)
+  x, y, validation_data = _hold_out(x, y, validation_split, validation_data, "fit")
+  if len(x) < n_all:
+    n_val = n_all - len(x)
     if sample_weight is not None:
       sample_weight = np.asarray(sample_weight)[:-n_val]
   n = len(x)
