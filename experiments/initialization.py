@@ -16,16 +16,17 @@ weights; self-check: units that start equal must end exactly equal (the run fail
 
 Command:
   python -m experiments.initialization
-Measured (embedded sample; 30 s on 2 shared CPU cores; L1 = first hidden layer, test acc on 1,000 digits):
+Measured (embedded sample, fresh clone; 35 s on 2 CPU cores shared with another training; L1 = first hidden
+layer, test acc on 1,000 digits):
   initializer     act_std_L1  act_std_L5  grad_L1   grad_out  unit_spread_end  loss    test_acc
   zeros           0           0           0         0         0                2.300   0.116
-  constant_0.01   0.136       2.6e-05     7.2e-12   0.571     0                2.429   0.091
+  constant_0.01   0.136       2.6e-05     7.2e-12   0.571     0                2.415   0.113
   normal_0.01     0.093       6.3e-05     1.1e-04   1.2e-04   0.069            2.300   0.116
-  normal_0.1      0.602       0.628       1.68      1.35      0.68             0.018   0.902
-  normal_1.0      0.954       0.974       64.8      0.465     7.2              3.612   0.263
-  glorot_uniform  0.357       0.260       1.01      0.472     0.24             0.106   0.896
-  he_normal       0.397       0.535       2.25      1.09      0.40             0.032   0.907
-  lecun_normal    0.303       0.237       0.771     0.416     0.29             0.131   0.899
+  normal_0.1      0.602       0.628       1.68      1.35      0.68             0.018   0.908
+  normal_1.0      0.954       0.974       64.8      0.465     7.2              2.413   0.113
+  glorot_uniform  0.357       0.260       1.01      0.472     0.24             0.112   0.896
+  he_normal       0.397       0.535       2.25      1.09      0.40             0.034   0.910
+  lecun_normal    0.303       0.237       0.771     0.416     0.29             0.135   0.885
 
 Writes runs/initialization/ (or --out): results.json, init_statistics.png (activation std and gradient
 norm per layer at init), training_curves.png.

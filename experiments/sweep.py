@@ -10,12 +10,12 @@ Command:
   python -m experiments.sweep --sweep dropout_rate         # or weight_decay, l2 (default values for each)
   python -m experiments.sweep --sweep l2 --values 0 1e-4 1e-3 1e-2
 Measured on the embedded sample (7,200 train / 800 validation / 2,000 test), 2 seeds per value, 10 epochs, on
-this repository's 2-core CPU machine while other jobs loaded it (load average 8-11):
-  learning rate (24 models): test accuracy rises from 88.8 % at 1e-4 to 95.3 % at 6.6e-3 (the best on
-    validation, 94.7 %), stays 93-94 % up to 3.5e-2, and collapses above: 24 % at 8.1e-2, chance (10 %)
-    from 0.19 on. 38.7 s in fit_many (compile 8.6 s), 49.5 s for the whole command.
-  dropout rate (16 models, lr 1e-3): flat within noise, test 94.1 % at 0, 94.3-94.4 % at 0.1-0.5, 93.3 % at
-    0.7; 38.0 s in fit_many (compile 9.9 s), 49.4 s for the whole command.
+a fresh clone on this repository's 2-core CPU machine while another training shared it:
+  learning rate (24 models): test accuracy rises from 88.8 % at 1e-4 to 96.0 % at 6.6e-3 (the best on
+    validation, 95.1 %), 95.2 % at 1.5e-2, 93.2 % at 3.5e-2, and collapses above: 79 % at 8.1e-2, chance
+    (10-16 %) from 0.19 on. 17.4 s in fit_many (compile 1.9 s), 22.8 s for the whole command.
+  dropout rate (16 models, lr 1e-3): flat within noise, test 94.4-94.7 % from 0 to 0.4, 94.3 % at 0.5,
+    93.5 % at 0.7; 26.7 s in fit_many (compile 4.8 s), 35.4 s for the whole command.
 
 Writes runs/sweep/ (or --out): results.json, accuracy_vs_<hyperparameter>.png, curves.png. The K models'
 stacked state is checkpointed under OUT/checkpoints/<hyperparameter>/; `--resume` continues all of them from

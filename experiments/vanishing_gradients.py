@@ -18,14 +18,14 @@ the backpropagated signal dL/d(outputs) at the first hidden layer over dL/d(logi
 
 Command:
   python -m experiments.vanishing_gradients
-Measured (embedded sample; 29 s on 2 shared CPU cores):
+Measured (embedded sample, fresh clone; 31 s on 2 CPU cores shared with another training):
   setting             grad_first  grad_last  ratio_init  ratio_end  signal_ratio_init  loss_init  loss_end  train_acc
-  sigmoid_glorot      6.1e-08     0.474      1.3e-07     2.5e-07    1.9e-07            2.38       2.31      0.105
-  tanh_glorot         0.631       0.182      3.47        8.59       0.72               2.31       0.225     0.930
-  relu_he             0.474       0.113      4.18        4.82       1.06               2.31       0.239     0.936
-  tanh_normal_1       6.3e+03     0.795      7.9e+03     3.0e-09    4.2e+04            11.1       2.32      0.110
+  sigmoid_glorot      6.1e-08     0.474      1.3e-07     3.9e-07    1.9e-07            2.38       2.31      0.103
+  tanh_glorot         0.631       0.182      3.47        5.75       0.72               2.31       0.178     0.949
+  relu_he             0.474       0.113      4.18        3.26       1.06               2.31       0.240     0.934
+  tanh_normal_1       6.3e+03     0.795      7.9e+03     1.8e-05    4.2e+04            11.1       2.32      0.096
   relu_normal_1       1.1e+09     2.8e+09    0.38        nan        1.1e+09            5.6e+09    nan       0.103
-  relu_normal_1_clip  1.1e+09     2.8e+09    0.38        0.73       1.1e+09            5.6e+09    1.6e+08   0.336
+  relu_normal_1_clip  1.1e+09     2.8e+09    0.38        0.41       1.1e+09            5.6e+09    1.6e+08   0.323
 
 Writes runs/vanishing_gradients/ (or --out): results.json (nan written as null), grad_norms_at_init.png,
 grad_norms_during_training.png, training_curves.png.
