@@ -32,31 +32,19 @@ def test_every_experiment_accepts_resume(name, tmp_path):
   assert module.parse_args(["--out", str(tmp_path)]).resume is False
 
 
-class Interrupted(Exception):
-  pass
-
-
 def histories(results):
   return {name: m["history"]["loss"] for name, m in results["models"].items()}
 
 
-def test_main_job_interrupted_then_resumed(tmp_path, monkeypatch):
+def test_main_job_interrupted_then_resumed(tmp_path, monkeypatch, interrupt_after_save):
   monkeypatch.setenv("JAXNN_OFFLINE", "1")
   reference = mnist_mlp.main([*TINY, "--out", str(tmp_path / "reference")])
 
   out = tmp_path / "run"
-  save = checkpoint.save
-
-  def crash_in_model_b(directory, state, **kwargs):  # dies right after model B's second epoch is saved
-    path = save(directory, state, **kwargs)
-    if directory.endswith(os.path.join("checkpoints", "B")) and int(state.epoch) == 2:
-      raise Interrupted(path)
-    return path
-
-  with monkeypatch.context() as m:
-    m.setattr(checkpoint, "save", crash_in_model_b)
-    with pytest.raises(Interrupted):
-      mnist_mlp.main([*TINY, "--out", str(out), "--checkpoint-every", "1"])
+  # Dies right after model B's second epoch is saved.
+  with interrupt_after_save(lambda directory, state: directory.endswith(os.path.join("checkpoints", "B"))
+                            and int(state.epoch) == 2):
+    mnist_mlp.main([*TINY, "--out", str(out), "--checkpoint-every", "1"])
   assert not (out / "results.json").exists()
   assert [os.path.basename(p) for p in checkpoint.checkpoints(str(out / "checkpoints" / "B"))] == [
       "ckpt_00000001.msgpack", "ckpt_00000002.msgpack"]
@@ -82,21 +70,11 @@ SWEEP_TINY = ["--n-train", "300", "--n-test", "100", "--values", "1e-3", "3e-2",
               "--hidden", "16", "--batch-size", "32", "--checkpoint-every", "1"]
 
 
-def test_sweep_interrupted_then_resumed(tmp_path, monkeypatch, capsys):
+def test_sweep_interrupted_then_resumed(tmp_path, capsys, interrupt_after_save):
   reference = sweep.main([*SWEEP_TINY, "--out", str(tmp_path / "reference")])
   out = tmp_path / "run"
-  save = checkpoint.save
-
-  def crash_after_epoch_2(directory, state, **kwargs):  # all 4 models' state is saved, then the process dies
-    path = save(directory, state, **kwargs)
-    if int(state.epoch[0]) == 2:
-      raise Interrupted(path)
-    return path
-
-  with monkeypatch.context() as m:
-    m.setattr(checkpoint, "save", crash_after_epoch_2)
-    with pytest.raises(Interrupted):
-      sweep.main([*SWEEP_TINY, "--out", str(out)])
+  with interrupt_after_save(lambda directory, state: int(state.epoch[0]) == 2):  # all 4 models saved, then it dies
+    sweep.main([*SWEEP_TINY, "--out", str(out)])
   assert not (out / "results.json").exists()
   assert [os.path.basename(p) for p in checkpoint.checkpoints(str(out / "checkpoints" / "learning_rate"))] == [
       "ckpt_00000001.msgpack", "ckpt_00000002.msgpack"]

@@ -7,7 +7,6 @@ import contextlib
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from jaxnn import losses, training
 from jaxnn.layers import Dense
@@ -31,21 +30,6 @@ def counting_compiles():
     yield seen
   finally:
     jax.monitoring.unregister_event_duration_listener(listener)
-
-
-@pytest.fixture
-def traces(monkeypatch):
-  """Counts traces of `training.train_step` (a Python side effect runs only while JAX traces)."""
-  seen = []
-  original = training.train_step
-
-  def counting_step(*args, **kwargs):
-    seen.append(1)
-    return original(*args, **kwargs)
-
-  monkeypatch.setattr(training, "train_step", counting_step)
-  monkeypatch.setattr(training, "_COMPILED", {})
-  return seen
 
 
 def data(n=40, d=5, classes=3, seed=0):

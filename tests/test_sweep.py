@@ -155,34 +155,22 @@ def test_dropout_rate_needs_a_dropout_layer():
 SWEPT = dict(FIT, epochs=4, seeds=[0, 1, 2], learning_rate=[1e-3, 1e-2, 3e-2], dropout_rate=[0.0, 0.2, 0.4])
 
 
-class Interrupted(Exception):
-  pass
-
-
 def fit_many_checkpointed(directory, *, resume=False, **kwargs):
   x, y = blobs()
   return sweep.fit_many(mlp(), x, y, **{**SWEPT, **kwargs},
                         checkpoint=checkpoint.Checkpointing(str(directory), every=1, keep=None, resume=resume))
 
 
-def test_fit_many_interrupted_then_resumed_is_bit_exact(tmp_path, monkeypatch):
+def test_fit_many_interrupted_then_resumed_is_bit_exact(tmp_path, monkeypatch, interrupt_after_save):
   x, y = blobs()
   reference, reference_histories = sweep.fit_many(mlp(), x, y, **SWEPT)
-  save = checkpoint.save
-
-  def crash_after_epoch_2(directory, state, **kwargs):
-    path = save(directory, state, **kwargs)
-    if int(state.epoch[0]) == 2:
-      raise Interrupted(path)
-    return path
-
-  with monkeypatch.context() as m:
-    m.setattr(checkpoint, "save", crash_after_epoch_2)
-    with pytest.raises(Interrupted):
-      fit_many_checkpointed(tmp_path)
+  with interrupt_after_save(lambda directory, state: int(state.epoch[0]) == 2):
+    fit_many_checkpointed(tmp_path)
   assert sorted(os.listdir(tmp_path)) == ["ckpt_00000001.msgpack", "ckpt_00000002.msgpack"]
 
   saved_epochs = []
+
+  save = checkpoint.save
 
   def recording_save(directory, state, **kwargs):
     saved_epochs.append(int(state.epoch[0]))

@@ -83,16 +83,7 @@ def test_partial_last_batch_is_masked_not_dropped_or_recompiled():
   assert int(state.step) == 3
 
 
-def test_epoch_is_compiled_once_per_model_and_batch_size(monkeypatch):
-  traces = []
-  original = training.train_step
-
-  def counting_step(*args, **kwargs):
-    traces.append(1)
-    return original(*args, **kwargs)
-
-  monkeypatch.setattr(training, "train_step", counting_step)
-  monkeypatch.setattr(training, "_COMPILED", {})
+def test_epoch_is_compiled_once_per_model_and_batch_size(traces):
   x, y = blobs()
   model = softmax_regression()
   params = model.init(KEY, (5,))
