@@ -69,6 +69,13 @@ def check_int(value: Any, arg: str, where: str, *, low: int) -> None:
     raise JaxnnError(f"{where}: {arg} must be an int >= {low}, got {value!r}")
 
 
+def check_batch_size(batch_size: Any, n: int, where: str) -> None:
+  """A training batch size: an int in [1, n], n the number of training examples."""
+  if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= n:
+    raise JaxnnError(f"{where}: batch_size must be an int in [1, {n}] (the number of training examples), "
+                     f"got {batch_size!r}")
+
+
 def check_fraction(value: Any, arg: str, where: str) -> None:
   """A real number in [0, 1)."""
   if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:

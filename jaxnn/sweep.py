@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxnn import _checks
 from jaxnn import checkpoint as checkpoint_lib
 from jaxnn import losses as losses_lib
 from jaxnn import numerics
@@ -193,15 +194,11 @@ def fit_many(model: Sequential, x: Any, y: Any, *, loss: Any, seeds: int | Seque
   y = training._check_xy(model, loss, x, y, "fit_many", training._NOT_MADE_YET, metrics)
   numerics.check_finite(x, "x")
   numerics.check_finite(y, "y")
-  if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-    raise JaxnnError(f"fit_many: epochs must be an int >= 0, got {epochs!r}")
-  if not 0.0 <= validation_split < 1.0:
-    raise JaxnnError(f"fit_many: validation_split must be in [0, 1), got {validation_split!r}")
+  _checks.check_int(epochs, "epochs", "fit_many", low=0)
+  _checks.check_fraction(validation_split, "validation_split", "fit_many")
   x, y, validation_data = training._hold_out(x, y, validation_split, validation_data, "fit_many")
   n = len(x)
-  if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= n:
-    raise JaxnnError(f"fit_many: batch_size must be an int in [1, {n}] (the number of training examples), "
-                     f"got {batch_size!r}")
+  _checks.check_batch_size(batch_size, n, "fit_many")
   if validation_data is not None:
     x_val = training._as_float_inputs(validation_data[0], "validation_data x")
     y_val = training._check_xy(model, loss, x_val, validation_data[1], "validation_data", training._NOT_MADE_YET,

@@ -451,9 +451,7 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
     if sample_weight is not None:
       sample_weight = np.asarray(sample_weight)[:-n_val]
   n = len(x)
-  if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= n:
-    raise JaxnnError(f"fit: batch_size must be an int in [1, {n}] (the number of training examples), "
-                     f"got {batch_size!r}")
+  _checks.check_batch_size(batch_size, n, "fit")
   weights = _checks.sample_weights(sample_weight, n)
   numerics.check_finite(weights, "sample_weight")
   if class_weight is not None:
