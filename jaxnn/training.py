@@ -149,14 +149,15 @@ def _scan_sum(body: Callable, carry: PyTree, stats_shape: PyTree, xs: PyTree) ->
 def train_step(state: TrainState, x: Array, y: Array, sample_weight: Array, mask: Array, *,
                model: Sequential, loss: losses_lib.Loss, metrics: tuple[metrics_lib.Metric, ...] = (),
                hparams: dict[str, Array] | None = None,
-               max_bad_steps: int | None = None) -> tuple[TrainState, dict[str, PyTree]]:
+               max_bad_steps: int | None = None, skip_bad_steps: bool = True) -> tuple[TrainState, dict[str, PyTree]]:
   """One optimizer step on one batch: a pure function (jit it, or let `fit` scan it).
 
   The objective is the weighted data loss plus weight and activity penalties (Keras' total loss);
   constraints are applied after the update. The dropout key is folded from the run key and the step.
   `hparams` holds traced per-run values (`jaxnn.sweep.fit_many`): "l2" adds `l2 * sum(kernel**2)` over every
   layer's kernel to the objective, "dropout_rate" replaces every Dropout layer's rate.
-  With `max_bad_steps`, a step with a non-finite loss or gradients is skipped and counted (`numerics.guard`).
+  With `max_bad_steps`, a step with a non-finite loss or gradients is skipped and counted (`numerics.guard`);
+  with `skip_bad_steps=False` too, it is only counted (the update applied: a detector, see `fit`).
   """
   dropout_key = jax.random.fold_in(jax.random.fold_in(state.key, 1), state.step)
   hparams = hparams or {}
@@ -179,7 +180,7 @@ def train_step(state: TrainState, x: Array, y: Array, sample_weight: Array, mask
   stats = _batch_stats(total, y, y_pred, mask, metrics)
   if max_bad_steps is None:
     return update(state), stats
-  return numerics.guard(state, update, total, grads, stats, max_bad_steps)
+  return numerics.guard(state, update, total, grads, stats, max_bad_steps, skip=skip_bad_steps)
 
 
 def epoch_order(key: Array, epoch: int, n: int, shuffle: bool = True) -> np.ndarray:
@@ -203,16 +204,16 @@ def epoch_order(key: Array, epoch: int, n: int, shuffle: bool = True) -> np.ndar
 def train_epoch(state: TrainState, x: Array, y: Array, sample_weight: Array, order: Array, *, model: Sequential,
                 loss: losses_lib.Loss, metrics: tuple[metrics_lib.Metric, ...], batch_size: int,
                 hparams: dict[str, Array] | None = None, batch_sharding: jax.sharding.Sharding | None = None,
-                max_bad_steps: int | None = None) -> tuple[TrainState, dict[str, PyTree]]:
+                max_bad_steps: int | None = None, skip_bad_steps: bool = True) -> tuple[TrainState, dict[str, PyTree]]:
   """One pass over (x, y) in `order` (`epoch_order`), in batches, as one program: `train_step` scanned.
 
-  `hparams` and `max_bad_steps` go to `train_step`. With `batch_sharding` (data-parallel `fit`) each gathered
+  `hparams`, `max_bad_steps` and `skip_bad_steps` go to `train_step`. With `batch_sharding` (data-parallel `fit`) each gathered
   batch is constrained to it, so XLA splits the step over the devices and inserts the all-reduce.
   """
   n = x.shape[0]
   idx, valid = batch_indices(n, batch_size, order)
   step = functools.partial(train_step, model=model, loss=loss, metrics=metrics, hparams=hparams,
-                           max_bad_steps=max_bad_steps)
+                           max_bad_steps=max_bad_steps, skip_bad_steps=skip_bad_steps)
 
   def body(st, batch):
     idx_b, valid_b = batch
@@ -255,8 +256,9 @@ def eval_totals(params: PyTree, model_state: PyTree, x: Array, y: Array, *, mode
 
 
 _STATIC = ("model", "loss", "metrics", "batch_size")
-_train_epoch_jit = jax.jit(train_epoch, static_argnames=_STATIC + ("batch_sharding", "max_bad_steps"),
-                           donate_argnames=("state",))
+# No donation: fit keeps an epoch's starting state, to replay the epoch with the skipping guard.
+_train_epoch_jit = jax.jit(train_epoch, static_argnames=_STATIC + ("batch_sharding", "max_bad_steps",
+                                                                   "skip_bad_steps"))
 _eval_totals_jit = jax.jit(eval_totals, static_argnames=_STATIC)
 _COMPILED: dict[Any, Any] = {}
 
@@ -475,21 +477,22 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
   resumed = None if checkpoint is None else checkpoint_lib.begin(checkpoint, state, fit_settings, target_epoch)
   if resumed is not None:
     state = resumed.state
-  # The compiled epoch donates the state's buffers; train on a copy so the caller's arrays stay valid.
-  state = jax.device_put(state, may_alias=False)  # a copy, without compiling one program per leaf shape
-
   # Move the data to the device once; compile the epoch (and the validation pass) once, ahead of time.
   # Data parallel: state and data replicated on every device, each batch split over them.
   put = jax.device_put if mesh is None else functools.partial(parallel.replicate, mesh=mesh)
-  state = state if mesh is None else put(state)
+  state = put(state)
   x_d, y_d, w_d = put((x, y, weights))
   static = dict(model=model, loss=loss, metrics=metrics, batch_size=batch_size)
+  # With the guard on, each epoch runs first with a program that applies every update and counts the bad
+  # steps (no branch per step); an epoch that had one is replayed from its start by the skipping program.
   epoch_static = dict(static, max_bad_steps=max_bad_steps,
                       batch_sharding=None if mesh is None else parallel.batch_sharding(mesh))
+  first_try = epoch_static if max_bad_steps is None else dict(epoch_static, skip_bad_steps=False)
+  skipping_fn = None  # compiled on the first epoch that needs it
   key_words = np.asarray(jax.random.key_data(state.key))  # each epoch's order is drawn from these on the host
   order = put(epoch_order(key_words, int(state.epoch), n, shuffle))
   start = time.perf_counter()
-  epoch_fn, _ = _compiled(_train_epoch_jit, (state, x_d, y_d, w_d, order), epoch_static)
+  epoch_fn, _ = _compiled(_train_epoch_jit, (state, x_d, y_d, w_d, order), first_try)
   if validation_data is not None:
     xv_d, yv_d = put((x_val, y_val))
     eval_static = dict(static, batch_size=min(eval_batch_size, len(x_val)))
@@ -514,12 +517,21 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
     t0 = time.perf_counter()
     if epoch != first_epoch:
       order = put(epoch_order(key_words, epoch, n, shuffle))
-    state, totals = epoch_fn(state, x_d, y_d, w_d, order)
+    new_state, totals = epoch_fn(state, x_d, y_d, w_d, order)
+    if max_bad_steps is not None:
+      after = jax.device_get(new_state.faults)
+      if after["skipped_steps"] != faults["skipped_steps"]:  # a bad step was applied: replay, skipping it
+        if skipping_fn is None:
+          skipping_fn, _ = _compiled(_train_epoch_jit, (state, x_d, y_d, w_d, order), epoch_static)
+        new_state, totals = skipping_fn(state, x_d, y_d, w_d, order)
+        after = jax.device_get(new_state.faults)
+      # raises after max_bad_steps in a row, before anything is saved
+      faults, skipped = numerics.epoch_faults(faults, after, max_bad_steps, epoch=epoch + 1,
+                                              checkpoint_dir=None if checkpoint is None else checkpoint.directory)
+    state = new_state
     logs = _finalize(totals, metrics)  # device_get: the epoch has finished
-    if max_bad_steps is not None:  # raises after max_bad_steps in a row, before anything is saved
-      faults, logs["skipped_steps"] = numerics.epoch_faults(
-          faults, jax.device_get(state.faults), max_bad_steps, epoch=epoch + 1,
-          checkpoint_dir=None if checkpoint is None else checkpoint.directory)
+    if max_bad_steps is not None:
+      logs["skipped_steps"] = skipped
     if validation_data is not None:
       logs.update({f"val_{k}": v for k, v in _finalize(eval_fn(state.params, state.model_state, xv_d, yv_d), metrics).items()})
     logs["seconds"] = time.perf_counter() - t0
@@ -537,7 +549,7 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
       if best is None or early_stopping.better(value, best):
         best, wait = value, 0
         if early_stopping.restore_best_weights:
-          best_params = jax.tree_util.tree_map(jnp.copy, state.params)  # the state's buffers get donated
+          best_params = state.params
       else:
         wait += 1
         stop = wait > early_stopping.patience

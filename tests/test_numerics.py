@@ -80,6 +80,20 @@ def test_the_guard_does_not_change_a_finite_step():
   plain, _ = jax.jit(lambda s: training.train_step(s, x, y, jnp.ones(8), jnp.ones(8), model=MODEL, loss=LOSS))(state)
   assert bits((guarded.params, guarded.opt_state, guarded.model_state)) == bits(
       (plain.params, plain.opt_state, plain.model_state))
+  counting, _ = jax.jit(lambda s: training.train_step(s, x, y, jnp.ones(8), jnp.ones(8), model=MODEL, loss=LOSS,
+                                                      max_bad_steps=3, skip_bad_steps=False))(state)
+  assert bits(counting) == bits(guarded)  # counters included
+
+
+def test_the_counting_step_applies_a_bad_step_and_counts_it():
+  x, y = data(8)
+  bad_x = x.copy()
+  bad_x[5, 2] = np.nan
+  counting = jax.jit(lambda s, x: training.train_step(s, x, y, jnp.ones(8), jnp.ones(8), model=MODEL, loss=LOSS,
+                                                      max_bad_steps=3, skip_bad_steps=False))
+  state, stats = counting(fresh_state(), bad_x)
+  assert not numerics.all_finite(state.params) and not np.isfinite(float(stats["loss"]["sum"]))
+  assert jax.device_get(state.faults) == {"skipped_steps": 1, "consecutive": 1, "batches": 1}
 
 
 def fit_with_nan_rows(rows, monkeypatch, **kwargs):
@@ -115,6 +129,43 @@ def test_k_in_a_row_stop_the_run_and_keep_the_last_good_checkpoint(tmp_path, mon
   good = checkpoint.load(path, target)
   assert int(good.state.step) == 1 and numerics.all_finite(good.state.params)
   assert jax.device_get(good.state.faults) == {"skipped_steps": 3, "consecutive": 2, "batches": 4}
+
+
+def skipping_epochs(x, y, epochs, batch_size=10):
+  """`epochs` epochs of the skipping program alone, the way fit orders them (shuffle off)."""
+  state = jax.device_put(training.create_train_state(MODEL, MODEL.init(jax.random.key(0), (5,)), "adam",
+                                                     key=jax.random.key(0), model_state=MODEL.init_state((5,))))
+  for epoch in range(epochs):
+    state, _ = training._train_epoch_jit(state, x, y, jnp.ones(len(x)), training.epoch_order(state.key, epoch, len(x),
+                                                                                              False),
+                                         model=MODEL, loss=LOSS, metrics=(), batch_size=batch_size, max_bad_steps=10)
+  return state
+
+
+def guard_programs():
+  """The epoch programs fit compiled (from `training._COMPILED`), by whether they skip bad steps."""
+  return sorted(dict(static).get("skip_bad_steps", True) for fn, _, _, static in training._COMPILED
+                if fn is training._train_epoch_jit)
+
+
+def test_an_epoch_with_a_bad_step_is_replayed_by_the_skipping_program(monkeypatch):
+  # fit runs each epoch with the counting program; the epochs that had a bad step are rerun from their
+  # start by the skipping one: the run equals the skipping program's own, to the bit.
+  monkeypatch.setattr(training, "_COMPILED", {})
+  state, history = fit_with_nan_rows([13], monkeypatch, epochs=3)
+  x, y = data()
+  x[13] = np.nan
+  assert bits(state) == bits(skipping_epochs(x, y, 3))
+  assert history["skipped_steps"] == [1, 1, 1] and guard_programs() == [False, True]  # compiled once
+
+
+def test_a_finite_run_never_compiles_the_skipping_program(monkeypatch):
+  monkeypatch.setattr(training, "_COMPILED", {})
+  x, y = data()
+  state, history = training.fit(MODEL, MODEL.init(jax.random.key(0), (5,)), x, y, loss=LOSS, batch_size=10,
+                                shuffle=False, epochs=3, verbose=0)
+  assert guard_programs() == [False] and history["skipped_steps"] == [0, 0, 0]
+  assert bits(state) == bits(skipping_epochs(x, y, 3))  # the same result as the skipping program's
 
 
 def test_no_guard_lets_the_nan_through(monkeypatch):
