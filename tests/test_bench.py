@@ -159,6 +159,26 @@ def test_driver_marks_missing_and_failing_peers(tmp_path):
   assert r["status"] == "error" and "No module named experiments.bench.no_such_worker" in r["message"]
 
 
+def test_epoch_matmuls_do_the_steps_matmuls(monkeypatch):
+  # The limit's program: per batch, the forward matmul per layer, a^T g per layer and g W^T for all but the
+  # first layer (dot_generals counted in its jaxpr), scanned over every batch of the setting.
+  import jax
+  from experiments.bench import worker_jaxnn
+  lowered = []
+  real_jit = jax.jit
+  monkeypatch.setattr(jax, "jit", lambda f: lowered.append(f) or real_jit(f))
+  setting = spec_lib.Setting("784-1024-1024-10", 32, 100, 2)
+  r = worker_jaxnn.epoch_matmul_seconds(setting, repeats=2)
+  assert r["seconds"] > 0 and r["seconds"] <= r["median_seconds"]
+  xs = jax.numpy.zeros((4, 32, 784))
+  ws = [jax.numpy.zeros(shape) for shape in ((784, 1024), (1024, 1024), (1024, 10))]
+  jaxpr = jax.make_jaxpr(lowered[0])(ws, xs)
+  (scan,) = [e for e in jaxpr.eqns if e.primitive.name == "scan"]
+  assert scan.params["length"] == 4
+  dots = [e for e in scan.params["jaxpr"].eqns if e.primitive.name == "dot_general"]
+  assert len(dots) == 3 + 3 + 2
+
+
 def fake_result(setting, epoch, first):
   return spec_lib.setting_result(setting, first_seconds=first, first_cpu_seconds=first,
                                  epoch_seconds=[epoch] * (setting.epochs - 1),
@@ -180,7 +200,8 @@ def test_report_ratios_targets_and_missing_rows():
                          "jax": "0", "matmul_peak": peak, "status": "ok"}, settings=settings, frameworks=frameworks,
                          cache={"status": "ok", "setting": f"{SMALL}/b128", "cache_files": 3,
                                 "first_process": {"compile_seconds": 2.0}, "second_process": {"compile_seconds": 0.4}},
-                         vmap={"status": "skipped"})
+                         vmap={"status": "skipped"},
+                         limits={"status": "ok", "settings": [{"model": SMALL, "batch": 128, "seconds": 0.2}]})
   rows = {(r["batch"], r["framework"]): r for r in results["rows"]}
   assert len(rows) == 8  # every framework has a row for every setting, the missing and failed ones included
   assert rows[(128, "keras-jax")]["jaxnn_speedup"] == pytest.approx(2.4)
@@ -190,6 +211,7 @@ def test_report_ratios_targets_and_missing_rows():
   assert j["gflops"] == pytest.approx(6 * 101_770 * 60_000 / 0.25 / 1e9)  # the 6 x params convention
   assert j["limit_ratio"] == pytest.approx(0.25 / (6 * 101_770 * 60_000 / 100e9))
   assert j["limit_ratio_exact"] == pytest.approx(0.25 / (409_088 * 60_000 / 100e9))
+  assert j["matmul_ratio"] == pytest.approx(1.25) and rows[(1, "jaxnn")]["matmul_ratio"] is None  # not measured
   assert rows[(128, "keras-tf")]["status"] == "missing" and "steady_epoch_seconds" not in rows[(128, "keras-tf")]
   targets = {t["target"]: t for t in results["targets"]}
   by_start = lambda text: next(t for name, t in targets.items() if name.startswith(text))  # noqa: E731
@@ -197,6 +219,8 @@ def test_report_ratios_targets_and_missing_rows():
   assert by_start(f"CPU {SMALL} batch 1: jaxnn's steady epoch x faster than keras-jax")["met"] is False  # 2 < 3
   assert by_start(f"CPU {SMALL} batch 128: jaxnn's steady epoch x faster than keras-tf")["met"] is None
   assert by_start("start-up")["value"] == pytest.approx(0.75) and by_start("start-up")["met"] is True
+  limit = by_start(f"CPU {SMALL} batch 128: steady epoch / matmul-limit time")
+  assert limit["value"] == pytest.approx(1.25) and limit["met"] is True and "(6 x params)" in limit["note"]
   assert by_start("persistent cache")["value"] == 0.4
   assert by_start("GPU")["met"] is None and "backend is cpu" in by_start("GPU")["note"]
   text = report.render(results)
@@ -215,6 +239,9 @@ def test_driver_end_to_end_tiny(tmp_path, monkeypatch):
   assert saved["data"]["source"] == "random" and saved["matmul_peak_gflops"] > 0
   assert [(r["framework"], r["status"]) for r in saved["rows"]] == [("jaxnn", "ok"), ("keras-jax", "missing")]
   assert saved["rows"][0]["steady_epoch_seconds"] > 0 and saved["rows"][0]["samples"] == 128
+  (limit,) = saved["matmul_limit"]["settings"]
+  assert (limit["batch"], limit["samples"]) == (32, 128) and 0 < limit["seconds"] <= limit["median_seconds"]
+  assert saved["rows"][0]["matmul_ratio"] == pytest.approx(saved["rows"][0]["steady_epoch_seconds"] / limit["seconds"])
   cache = saved["compilation_cache"]
   assert cache["status"] == "ok" and cache["cache_files"] > 0 and cache["second_process"]["compile_seconds"] > 0
   (vmap_row,) = saved["vmap"]["rows"]

@@ -4,6 +4,7 @@ Sections, in order (each is a function here; a new one adds a worker and a funct
   1. device: the backend JAX sees and its measured float32 matmul peak (worker_jaxnn --peak);
   2. frameworks: jaxnn, Keras 3 on JAX, Keras 3 on TensorFlow, PyTorch, one fresh process each, over the
      settings of `spec.settings` (models x batch 128, 32, 1, full);
+  2b. matmul limit: each setting's epoch matmuls alone, at its shapes, timed (worker_jaxnn, matmul_limit);
   3. compilation cache: two more jaxnn processes sharing a fresh persistent cache (the second one's compile);
   4. vmap: K models of 784-128-10 in one program (`jaxnn.fit_many`) vs one after another (`jaxnn.fit`),
      in a fresh process (worker_vmap).
@@ -126,6 +127,17 @@ def device_section(work: str, x, y, logs: str, timeout: int) -> dict[str, Any]:
                     timeout)
 
 
+def limit_section(work: str, x, y, settings: list[spec_lib.Setting], logs: str, timeout: int) -> dict[str, Any]:
+  """Each setting's matmul-limit time, measured in a fresh jaxnn process: the epoch's matmuls alone, at its
+  shapes (`worker_jaxnn.epoch_matmul_seconds`)."""
+  print("bench: matmul-limit times (each epoch's matmuls alone) ...", flush=True)
+  spec = spec_lib.write_spec(work, x, y, settings, {"matmul_limit": True}, name="limit.json")
+  r = run_worker(FRAMEWORKS[0], spec, os.path.join(work, "limit.out.json"), os.path.join(logs, "limit.log"), timeout)
+  if r["status"] != "ok":
+    return {"status": r["status"], "message": r["message"]}
+  return {"status": "ok", "settings": r["matmul_limit"]}
+
+
 def frameworks_section(work: str, x, y, settings: list[spec_lib.Setting], names: Sequence[str], logs: str,
                        timeout: int) -> dict[str, dict[str, Any]]:
   spec = spec_lib.write_spec(work, x, y, settings)
@@ -193,13 +205,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(f"bench: {device['device']}, matmul peak {device['matmul_peak']['gflops']:.0f} GFLOP/s; "
           f"{len(settings)} settings x {len(args.frameworks)} frameworks, data: {source}", flush=True)
     frameworks = frameworks_section(work, x, y, settings, args.frameworks, logs, timeout)
+    limits = limit_section(work, x, y, settings, logs, timeout)
     cache = cache_section(work, x, y, logs, timeout) if "jaxnn" in args.frameworks else {"status": "skipped"}
     vmap = (vmap_section(work, x, y, logs, timeout, quick=args.quick, backend=device["backend"],
                          ks=args.vmap_models) if "jaxnn" in args.frameworks else {"status": "skipped"})
   finally:
     shutil.rmtree(work, ignore_errors=True)
   results = report.build(quick=args.quick, source=source, n_train=len(x), device=device, settings=settings,
-                         frameworks=frameworks, cache=cache, vmap=vmap)
+                         frameworks=frameworks, cache=cache, vmap=vmap, limits=limits)
   results["wall_seconds"] = time.perf_counter() - start
   path = cli.write_json(os.path.join(args.out, "results.json"), results)
   print(report.render(results))

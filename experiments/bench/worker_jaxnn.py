@@ -1,4 +1,5 @@
-"""Bench worker: jaxnn's `fit`, on whatever device JAX picks; also the device's matmul peak (`--peak`).
+"""Bench worker: jaxnn's `fit`, on whatever device JAX picks; also the device's matmul peak and each setting's
+measured matmul-limit time (the epoch's matmuls alone).
 
 Run by the driver as a fresh process: python -m experiments.bench.worker_jaxnn --spec SPEC --out RESULT.json
 """
@@ -42,6 +43,48 @@ def matmul_peak(sizes: Sequence[int] | None = None, repeats: int = 10) -> dict[s
     by_size[str(n)] = 2 * n**3 / min(times) / 1e9
     median_by_size[str(n)] = 2 * n**3 / statistics.median(times) / 1e9
   return {"gflops": max(by_size.values()), "gflops_by_size": by_size, "median_gflops_by_size": median_by_size}
+
+
+def epoch_matmul_seconds(s: spec_lib.Setting, repeats: int = 5) -> dict[str, Any]:
+  """The matmul-limit time of one setting's epoch, measured: the epoch's matmuls alone, at its shapes.
+
+  One jitted lax.scan over the epoch's batches (random data, batch-major, sliced by the scan) doing for each
+  exactly the matmuls a training step of the MLP does: the forward x @ W per layer, the weight gradient
+  a^T @ g per layer and the input gradient g @ W^T for every layer but the first; no bias, activation, loss or
+  optimizer work. The weights stay fixed and the weight gradients are carried out of the loop (nothing can be
+  hoisted or dropped). Fastest of `repeats` timed runs after a warm-up, scaled to EPOCH_SAMPLES like the
+  epoch it bounds; the median too.
+  """
+  import jax
+  import jax.numpy as jnp
+  sizes = [spec_lib.INPUTS, *s.hidden, spec_lib.CLASSES]
+  batches = -(-s.samples // s.batch_size)
+  keys = jax.random.split(jax.random.key(0), len(sizes))
+  xs = jax.random.normal(keys[0], (batches, s.batch_size, sizes[0]), jnp.float32)
+  ws = [jax.random.normal(k, (i, o), jnp.float32) / i**0.5 for k, i, o in zip(keys[1:], sizes[:-1], sizes[1:])]
+
+  def step(carry, xb):
+    ws, _ = carry
+    acts = [xb]
+    for w in ws:
+      acts.append(acts[-1] @ w)
+    g, grads = acts[-1], []
+    for layer in reversed(range(len(ws))):
+      grads.insert(0, acts[layer].T @ g)
+      if layer:
+        g = g @ ws[layer].T
+    return (ws, grads), None
+
+  epoch = jax.jit(lambda ws, xs: jax.lax.scan(step, (ws, [jnp.zeros_like(w) for w in ws]), xs)[0][1])
+  jax.block_until_ready(epoch(ws, xs))
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(epoch(ws, xs))
+    times.append(time.perf_counter() - t0)
+  scale = spec_lib.EPOCH_SAMPLES / s.samples
+  return {"model": s.model, "batch": s.batch, "samples": s.samples, "seconds": min(times) * scale,
+          "median_seconds": statistics.median(times) * scale}
 
 
 def _model(hidden: Sequence[int]):
@@ -98,6 +141,8 @@ def run(work: spec_lib.Work) -> dict[str, Any]:
   out: dict[str, Any] = {"version": jaxnn.__version__, **info, "compilation_cache": cache}
   if work.options.get("peak"):
     out["matmul_peak"] = matmul_peak()
+  if work.options.get("matmul_limit"):  # the limit section: no training
+    return dict(out, matmul_limit=[epoch_matmul_seconds(s) for s in work.settings], settings=[])
   out["settings"] = [run_setting(s, work.x, work.y, work.weights[s.model]) for s in work.settings]
   return out
 
