@@ -7,10 +7,12 @@ turns -0.0 into 0.0, and it guards neither the model state nor the constraints).
 counts the skipped steps, the current run of consecutive ones and the batches seen; once `max_bad_steps`
 steps in a row were skipped the rest of the epoch does nothing and `fit` raises `NonFiniteError`.
 
-The branch is not free where steps are tiny: on a CPU at batch 1 the `lax.cond` (its copies of the state)
-took ~40 % of the epoch. So `fit` runs each epoch first with `guard(..., skip=False)`, which applies every
-update and only counts the bad steps, and replays the epoch from its starting state with the skipping
-program (compiled then, once) when one was found: the result is the skipping program's either way.
+The guard is not free where steps are tiny: on a CPU at batch 1 the `lax.cond` (its copies of the state) and
+the per-step counters took ~40 % of the epoch. So `fit` runs each epoch first with `guard(..., skip=False)`,
+which applies every update and only adds each step's non-finite flag to the epoch's statistics
+("nonfinite"), and replays an epoch that had one from its starting state with the skipping program
+(compiled then, once); a clean epoch moves the counters once, at its end (`clean_epoch`), as the skipping
+program would have. The result is the skipping program's either way.
 """
 
 from __future__ import annotations
@@ -60,9 +62,9 @@ def guard(state: Any, update: Callable[[Any], Any], loss: Array, grads: PyTree, 
     grads: the step's gradients.
     stats: the step's additive batch statistics.
     max_bad_steps: after this many consecutive skipped steps every further step is a no-op.
-    skip: False only counts: every update is applied and the counters move as if the bad steps had been
-      skipped. While no step is bad the result equals the skipping one's; `fit` uses it to detect an epoch
-      that needs the skipping program (see the module docstring).
+    skip: False only detects: every update is applied, the counters are left alone and the statistics get
+      "nonfinite", 1 for a bad step (summed over an epoch: `fit` replays an epoch with any with the skipping
+      program; see the module docstring).
   """
   faults = state.faults
   halted = faults["consecutive"] >= max_bad_steps
@@ -72,16 +74,20 @@ def guard(state: Any, update: Callable[[Any], Any], loss: Array, grads: PyTree, 
   # A branch, not a select between old and new: a skipped step returns the old arrays themselves (every bit
   # kept) and an applied one costs no extra pass over params and optimizer state.
   if not skip:
-    return update(state).replace(faults=_counted(faults, bad, halted)), stats
+    return update(state), dict(stats, nonfinite=(~finite).astype(jnp.int32))
   new = jax.lax.cond(applied, update, lambda s: s, state)
+  new_faults = {"skipped_steps": faults["skipped_steps"] + bad,
+                "consecutive": jnp.where(halted, faults["consecutive"], (faults["consecutive"] + 1) * bad),
+                "batches": faults["batches"] + (~halted).astype(jnp.int32)}
   stats = jax.tree_util.tree_map(lambda s: jnp.where(applied, s, jnp.zeros_like(s)), stats)
-  return new.replace(faults=_counted(faults, bad, halted)), stats
+  return new.replace(faults=new_faults), stats
 
 
-def _counted(faults: dict[str, Array], bad: Array, halted: Array) -> dict[str, Array]:
-  return {"skipped_steps": faults["skipped_steps"] + bad,
-          "consecutive": jnp.where(halted, faults["consecutive"], (faults["consecutive"] + 1) * bad),
-          "batches": faults["batches"] + (~halted).astype(jnp.int32)}
+def clean_epoch(faults: dict[str, Array], steps: int) -> dict[str, Array]:
+  """The counters after `steps` steps that were all finite (from a run that was not halted): what the
+  skipping guard would have left."""
+  return {"skipped_steps": faults["skipped_steps"], "consecutive": jnp.zeros_like(faults["consecutive"]),
+          "batches": faults["batches"] + steps}
 
 
 def check_finite(array: np.ndarray, arg: str, what: str = "fit") -> None:

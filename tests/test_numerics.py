@@ -82,18 +82,21 @@ def test_the_guard_does_not_change_a_finite_step():
       (plain.params, plain.opt_state, plain.model_state))
   counting, _ = jax.jit(lambda s: training.train_step(s, x, y, jnp.ones(8), jnp.ones(8), model=MODEL, loss=LOSS,
                                                       max_bad_steps=3, skip_bad_steps=False))(state)
-  assert bits(counting) == bits(guarded)  # counters included
+  assert bits((counting.params, counting.opt_state, counting.model_state, counting.step)) == bits(
+      (guarded.params, guarded.opt_state, guarded.model_state, guarded.step))
 
 
-def test_the_counting_step_applies_a_bad_step_and_counts_it():
+def test_the_detecting_step_applies_a_bad_step_and_flags_it():
   x, y = data(8)
   bad_x = x.copy()
   bad_x[5, 2] = np.nan
-  counting = jax.jit(lambda s, x: training.train_step(s, x, y, jnp.ones(8), jnp.ones(8), model=MODEL, loss=LOSS,
+  detecting = jax.jit(lambda s, x: training.train_step(s, x, y, jnp.ones(8), jnp.ones(8), model=MODEL, loss=LOSS,
                                                       max_bad_steps=3, skip_bad_steps=False))
-  state, stats = counting(fresh_state(), bad_x)
+  state, stats = detecting(fresh_state(), bad_x)
   assert not numerics.all_finite(state.params) and not np.isfinite(float(stats["loss"]["sum"]))
-  assert jax.device_get(state.faults) == {"skipped_steps": 1, "consecutive": 1, "batches": 1}
+  assert int(stats["nonfinite"]) == 1 and jax.device_get(state.faults) == jax.device_get(numerics.initial_faults())
+  _, stats = detecting(fresh_state(), x)
+  assert int(stats["nonfinite"]) == 0
 
 
 def fit_with_nan_rows(rows, monkeypatch, **kwargs):
@@ -166,6 +169,16 @@ def test_a_finite_run_never_compiles_the_skipping_program(monkeypatch):
                                 shuffle=False, epochs=3, verbose=0)
   assert guard_programs() == [False] and history["skipped_steps"] == [0, 0, 0]
   assert bits(state) == bits(skipping_epochs(x, y, 3))  # the same result as the skipping program's
+
+
+def test_a_run_halted_before_the_epoch_goes_to_the_skipping_program(monkeypatch):
+  # A TrainState whose last 3 steps were bad, continued with max_bad_steps=2: the skipping program does
+  # nothing and fit raises; the detecting program (which would train on) never runs.
+  state, _ = fit_with_nan_rows(list(range(10, 40)), monkeypatch, epochs=1)
+  assert jax.device_get(state.faults)["consecutive"] == 3
+  x, y = data()
+  with pytest.raises(numerics.NonFiniteError, match="stopped at epoch 2, step 0 of the epoch"):
+    training.fit(MODEL, state, x, y, loss=LOSS, batch_size=10, shuffle=False, verbose=0, max_bad_steps=2)
 
 
 def test_no_guard_lets_the_nan_through(monkeypatch):
