@@ -179,6 +179,24 @@ def test_epoch_matmuls_do_the_steps_matmuls(monkeypatch):
   assert len(dots) == 3 + 3 + 2
 
 
+def test_rounds_merge_to_each_frameworks_fastest():
+  s = spec_lib.Setting(SMALL, 128, 60_000, 3)
+  limit = lambda t: {"model": SMALL, "batch": 128, "seconds": t, "median_seconds": t, "runs_seconds": [t, t + 1]}  # noqa: E731
+  one = {"status": "ok", "settings": [dict(fake_result(s, 0.30, 1.0), compile_seconds=0.5, matmul_limit=limit(0.2))],
+         "matmul_peak": {"gflops": 300.0}}
+  two = {"status": "ok", "settings": [dict(fake_result(s, 0.25, 1.4), compile_seconds=0.9, matmul_limit=limit(0.1))],
+         "matmul_peak": {"gflops": 350.0}}
+  failed = {"status": "error", "message": "timed out"}
+  merged = driver.merge_rounds([one, failed, two])
+  (got,) = merged["settings"]
+  assert got["steady_epoch_seconds"] == pytest.approx(0.25) and got["epoch_seconds"] == [0.25, 0.25]
+  assert (got["first_seconds"], got["compile_seconds"]) == (1.0, 0.5)  # the fastest first call, with its split
+  assert got["round_steady_epoch_seconds"] == pytest.approx([0.30, 0.25]) and got["round_first_seconds"] == [1.0, 1.4]
+  assert got["matmul_limit"]["seconds"] == 0.1 and got["matmul_limit"]["runs_seconds"] == [0.2, 1.2, 0.1, 1.1]
+  assert merged["matmul_peak"]["gflops"] == 350.0 and (merged["rounds"], merged["failed_rounds"]) == (3, 1)
+  assert driver.merge_rounds([failed, failed]) is failed and driver.merge_rounds([one]) is one
+
+
 def fake_result(setting, epoch, first):
   return spec_lib.setting_result(setting, first_seconds=first, first_cpu_seconds=first,
                                  epoch_seconds=[epoch] * (setting.epochs - 1),
@@ -239,8 +257,11 @@ def test_driver_end_to_end_tiny(tmp_path, monkeypatch):
   assert saved["data"]["source"] == "random" and saved["matmul_peak_gflops"] > 0
   assert [(r["framework"], r["status"]) for r in saved["rows"]] == [("jaxnn", "ok"), ("keras-jax", "missing")]
   assert saved["rows"][0]["steady_epoch_seconds"] > 0 and saved["rows"][0]["samples"] == 128
+  assert len(saved["device"]["matmul_peak"]["runs_gflops"]) == 2  # the device section's and the jaxnn worker's
+  assert saved["matmul_peak_gflops"] == max(saved["device"]["matmul_peak"]["runs_gflops"])
   (limit,) = saved["matmul_limit"]["settings"]
   assert (limit["batch"], limit["samples"]) == (32, 128) and 0 < limit["seconds"] <= limit["median_seconds"]
+  assert limit["seconds"] == min(limit["runs_seconds"]) and len(limit["runs_seconds"]) == 2  # before and after
   assert saved["rows"][0]["matmul_ratio"] == pytest.approx(saved["rows"][0]["steady_epoch_seconds"] / limit["seconds"])
   cache = saved["compilation_cache"]
   assert cache["status"] == "ok" and cache["cache_files"] > 0 and cache["second_process"]["compile_seconds"] > 0
@@ -257,6 +278,7 @@ def test_driver_end_to_end_tiny(tmp_path, monkeypatch):
     (["--batch-sizes", "0"], r"--batch-sizes: .*0"),
     (["--frameworks", "mxnet"], r"--frameworks: invalid choice: 'mxnet'"),
     (["--samples", "-5"], r"--samples: .*-5"),
+    (["--rounds", "0"], r"--rounds: .*0"),
     (["--bogus"], r"unrecognized arguments: --bogus"),
 ])
 def test_bad_bench_arguments_are_one_line(args, message, tmp_path, capsys):

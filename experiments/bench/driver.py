@@ -4,7 +4,8 @@ Sections, in order (each is a function here; a new one adds a worker and a funct
   1. device: the backend JAX sees and its measured float32 matmul peak (worker_jaxnn --peak);
   2. frameworks: jaxnn, Keras 3 on JAX, Keras 3 on TensorFlow, PyTorch, one fresh process each, over the
      settings of `spec.settings` (models x batch 128, 32, 1, full);
-  2b. matmul limit: each setting's epoch matmuls alone, at its shapes, timed (worker_jaxnn, matmul_limit);
+     jaxnn's worker also times each setting's matmul-limit (the epoch's matmuls alone, at its shapes) just
+     before and after it, and the matmul peak again at its end;
   3. compilation cache: two more jaxnn processes sharing a fresh persistent cache (the second one's compile);
   4. vmap: K models of 784-128-10 in one program (`jaxnn.fit_many`) vs one after another (`jaxnn.fit`),
      in a fresh process (worker_vmap).
@@ -70,6 +71,9 @@ def parse_args(argv: Sequence[str] | None):
                  help="use only the first N training samples (a smoke run; epoch times still scaled to 60k)")
   p.add_argument("--vmap-models", nargs="+", type=cli.positive_int, default=None, metavar="K",
                  help="the vmap section's numbers of models (default: 1 8 64, and 256 on a GPU)")
+  p.add_argument("--rounds", type=cli.positive_int, default=None,
+                 help="run every framework's worker this many times, in turn, and keep each one's fastest "
+                      "(default: 1 quick, 2 full)")
   p.add_argument("--timeout", type=cli.positive_int, default=None,
                  help="seconds per worker process (default: 600 quick, 3600 full)")
   return p.parse_args(argv)
@@ -127,31 +131,64 @@ def device_section(work: str, x, y, logs: str, timeout: int) -> dict[str, Any]:
                     timeout)
 
 
-def limit_section(work: str, x, y, settings: list[spec_lib.Setting], logs: str, timeout: int) -> dict[str, Any]:
-  """Each setting's matmul-limit time, measured in a fresh jaxnn process: the epoch's matmuls alone, at its
-  shapes (`worker_jaxnn.epoch_matmul_seconds`)."""
-  print("bench: matmul-limit times (each epoch's matmuls alone) ...", flush=True)
-  spec = spec_lib.write_spec(work, x, y, settings, {"matmul_limit": True}, name="limit.json")
-  r = run_worker(FRAMEWORKS[0], spec, os.path.join(work, "limit.out.json"), os.path.join(logs, "limit.log"), timeout)
-  if r["status"] != "ok":
-    return {"status": r["status"], "message": r["message"]}
-  return {"status": "ok", "settings": r["matmul_limit"]}
+def limits_and_peak(device: dict[str, Any], frameworks: dict[str, dict[str, Any]]) -> dict[str, Any]:
+  """The matmul-limit times the jaxnn worker measured just before and after each of its settings (same
+  process, same minutes: on a shared machine a limit from another process and time compares badly), and the
+  device's peak as the larger of the device section's and the jaxnn worker's own measurement (a peak: the
+  least disturbed one)."""
+  j = frameworks.get("jaxnn", {})
+  if j.get("status") != "ok":
+    return {"status": "skipped", "message": "no jaxnn result"}
+  if "matmul_peak" in j:
+    runs = [device["matmul_peak"]["gflops"], j["matmul_peak"]["gflops"]]
+    device["matmul_peak"] = dict(device["matmul_peak"], gflops=max(runs), runs_gflops=runs)
+  return {"status": "ok", "settings": [r["matmul_limit"] for r in j["settings"] if "matmul_limit" in r]}
 
 
 def frameworks_section(work: str, x, y, settings: list[spec_lib.Setting], names: Sequence[str], logs: str,
-                       timeout: int) -> dict[str, dict[str, Any]]:
-  spec = spec_lib.write_spec(work, x, y, settings)
-  results = {}
-  for fw in FRAMEWORKS:
-    if fw.name not in names:
-      continue
-    print(f"bench: {fw.name} ...", flush=True)
-    results[fw.name] = run_worker(fw, spec, os.path.join(work, f"{fw.name}.out.json"),
-                                  os.path.join(logs, f"{fw.name}.log"), timeout)
-    status = results[fw.name]["status"]
-    print(f"bench: {fw.name}: {status}" + ("" if status == "ok" else f" ({results[fw.name]['message']})"),
-          flush=True)
-  return results
+                       timeout: int, rounds: int = 1) -> dict[str, dict[str, Any]]:
+  """Every framework's worker, once per round (round 1: each framework in turn, then round 2, ...), merged
+  by `merge_rounds`: on a shared machine one disturbed minute then costs each framework at most one round."""
+  spec = spec_lib.write_spec(work, x, y, settings, {"matmul_limit": True, "peak": True})
+  by_round: dict[str, list[dict[str, Any]]] = {}
+  for r in range(rounds):
+    for fw in FRAMEWORKS:
+      if fw.name not in names:
+        continue
+      tag = fw.name if rounds == 1 else f"{fw.name}.round{r + 1}"
+      print(f"bench: {tag} ...", flush=True)
+      result = run_worker(fw, spec, os.path.join(work, f"{tag}.out.json"), os.path.join(logs, f"{tag}.log"), timeout)
+      by_round.setdefault(fw.name, []).append(result)
+      print(f"bench: {tag}: {result['status']}" + ("" if result["status"] == "ok" else f" ({result['message']})"),
+            flush=True)
+  return {name: merge_rounds(results) for name, results in by_round.items()}
+
+
+def merge_rounds(results: list[dict[str, Any]]) -> dict[str, Any]:
+  """One framework's rounds as one result: per setting the fastest steady epoch of any round (with that round's
+  epochs, CPU seconds and final loss) and the fastest first fit call (with its compile split), each round's
+  two figures kept beside them (round_steady_epoch_seconds, round_first_seconds); jaxnn's matmul-limit time is the fastest of every run, its peak the highest.
+  Failed rounds are left out (and counted); with none ok, the first round's result stands."""
+  ok = [r for r in results if r["status"] == "ok"]
+  if len(results) == 1 or not ok:
+    return results[0]
+  merged = dict(ok[0], rounds=len(results), failed_rounds=len(results) - len(ok), settings=[])
+  first_keys = ("first_seconds", "first_cpu_seconds", "compile_seconds", "first_epoch_seconds")
+  for per_round in zip(*(r["settings"] for r in ok)):
+    steady = min(per_round, key=lambda s: s["steady_epoch_seconds"])
+    first = min(per_round, key=lambda s: s["first_seconds"])
+    setting = dict(steady, **{k: first[k] for k in first_keys if k in first},
+                   round_steady_epoch_seconds=[s["steady_epoch_seconds"] for s in per_round],
+                   round_first_seconds=[s["first_seconds"] for s in per_round])
+    limits = [s["matmul_limit"] for s in per_round if "matmul_limit" in s]
+    if limits:
+      setting["matmul_limit"] = dict(min(limits, key=lambda m: m["seconds"]),
+                                     runs_seconds=[t for m in limits for t in m["runs_seconds"]])
+    merged["settings"].append(setting)
+  peaks = [r["matmul_peak"] for r in ok if "matmul_peak" in r]
+  if peaks:
+    merged["matmul_peak"] = max(peaks, key=lambda p: p["gflops"])
+  return merged
 
 
 def cache_section(work: str, x, y, logs: str, timeout: int) -> dict[str, Any]:
@@ -204,8 +241,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                  batches=args.batch_sizes)
     print(f"bench: {device['device']}, matmul peak {device['matmul_peak']['gflops']:.0f} GFLOP/s; "
           f"{len(settings)} settings x {len(args.frameworks)} frameworks, data: {source}", flush=True)
-    frameworks = frameworks_section(work, x, y, settings, args.frameworks, logs, timeout)
-    limits = limit_section(work, x, y, settings, logs, timeout)
+    rounds = args.rounds or (1 if args.quick else 2)
+    frameworks = frameworks_section(work, x, y, settings, args.frameworks, logs, timeout, rounds)
+    limits = limits_and_peak(device, frameworks)
     cache = cache_section(work, x, y, logs, timeout) if "jaxnn" in args.frameworks else {"status": "skipped"}
     vmap = (vmap_section(work, x, y, logs, timeout, quick=args.quick, backend=device["backend"],
                          ks=args.vmap_models) if "jaxnn" in args.frameworks else {"status": "skipped"})
@@ -214,6 +252,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   results = report.build(quick=args.quick, source=source, n_train=len(x), device=device, settings=settings,
                          frameworks=frameworks, cache=cache, vmap=vmap, limits=limits)
   results["wall_seconds"] = time.perf_counter() - start
+  results["rounds"] = rounds
   path = cli.write_json(os.path.join(args.out, "results.json"), results)
   print(report.render(results))
   print(f"bench: {results['wall_seconds']:.0f} s in all; wrote {path} (worker logs in {logs})")

@@ -190,6 +190,9 @@ def render(results: dict[str, Any]) -> str:
                   _f(r["limit_ratio_exact"], ".2f"),
                   _f(r.get("jaxnn_speedup"), ".2f"),
                   r.get("note", "")))
+  rounds = results.get("rounds", 1)
+  best_of = (f" (each framework's worker ran {rounds} times, in turn: per setting its fastest round's epoch_s "
+             "and first_s)") if rounds > 1 else ""
   lines += [cli.table(table, header), "",
             "first_s: the first fit call in a fresh process (jaxnn: compile + first epoch; peers: first epoch, "
             "which traces/compiles); epoch_s: median steady epoch over 60k samples; cpu_s: the process's CPU "
@@ -197,7 +200,7 @@ def render(results: dict[str, Any]) -> str:
             "jobs share the machine); GFLOP/s and %peak count 6 x params FLOPs per sample; x matmuls: epoch_s / the "
             "measured time of the epoch's matmuls alone at its shapes (the matmul-limit time); x limit: epoch_s / "
             "(those FLOPs / measured peak); x limit exact: the same with the exact matmul FLOPs (no gradient "
-            "with respect to the data)", ""]
+            f"with respect to the data){best_of}", ""]
   m = results.get("matmul_limit", {})
   if m.get("status") != "ok":
     lines.append(f"matmul-limit times: {m.get('status')} {m.get('message', '')}".rstrip())

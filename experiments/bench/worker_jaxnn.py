@@ -139,11 +139,19 @@ def run(work: spec_lib.Work) -> dict[str, Any]:
   info = device_info()
   jnp.zeros(1).block_until_ready()  # start the backend outside every timed region, as the peers do
   out: dict[str, Any] = {"version": jaxnn.__version__, **info, "compilation_cache": cache}
+  out["settings"] = []
+  for s in work.settings:
+    # The setting's matmul-limit time is timed just before and just after it (the same minutes of a shared
+    # machine), and the faster of the two is the limit: a floor, never flattered by a disturbed run.
+    before = epoch_matmul_seconds(s) if work.options.get("matmul_limit") else None
+    result = run_setting(s, work.x, work.y, work.weights[s.model])
+    if before is not None:
+      after = epoch_matmul_seconds(s)
+      result["matmul_limit"] = dict(min(before, after, key=lambda r: r["seconds"]),
+                                    runs_seconds=[before["seconds"], after["seconds"]])
+    out["settings"].append(result)
   if work.options.get("peak"):
     out["matmul_peak"] = matmul_peak()
-  if work.options.get("matmul_limit"):  # the limit section: no training
-    return dict(out, matmul_limit=[epoch_matmul_seconds(s) for s in work.settings], settings=[])
-  out["settings"] = [run_setting(s, work.x, work.y, work.weights[s.model]) for s in work.settings]
   return out
 
 
