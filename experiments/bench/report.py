@@ -37,7 +37,7 @@ def _rows(settings: Sequence[spec_lib.Setting], frameworks: dict[str, dict[str, 
       row.update({k: got[k] for k in ("samples", "first_seconds", "first_cpu_seconds", "epoch_seconds",
                                        "steady_epoch_seconds", "steady_epoch_cpu_seconds", "extrapolated",
                                        "final_loss", "final_accuracy")})
-      for k in ("compile_seconds", "first_epoch_seconds"):
+      for k in ("compile_seconds", "first_epoch_seconds", "round_steady_epoch_seconds", "round_first_seconds"):
         if k in got:
           row[k] = got[k]
       row.update(samples_per_second=spec_lib.EPOCH_SAMPLES / epoch, gflops=flops / epoch / 1e9,
