@@ -131,18 +131,19 @@ def device_section(work: str, x, y, logs: str, timeout: int) -> dict[str, Any]:
                     timeout)
 
 
-def limits_and_peak(device: dict[str, Any], frameworks: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def limits_and_peak(device: dict[str, Any], frameworks: dict[str, dict[str, Any]]
+                    ) -> tuple[dict[str, Any], dict[str, Any]]:
   """The matmul-limit times the jaxnn worker measured just before and after each of its settings (same
   process, same minutes: on a shared machine a limit from another process and time compares badly), and the
   device's peak as the larger of the device section's and the jaxnn worker's own measurement (a peak: the
-  least disturbed one)."""
+  least disturbed one). Returns (limits, device with that peak)."""
   j = frameworks.get("jaxnn", {})
   if j.get("status") != "ok":
-    return {"status": "skipped", "message": "no jaxnn result"}
+    return {"status": "skipped", "message": "no jaxnn result"}, device
   if "matmul_peak" in j:
     runs = [device["matmul_peak"]["gflops"], j["matmul_peak"]["gflops"]]
-    device["matmul_peak"] = dict(device["matmul_peak"], gflops=max(runs), runs_gflops=runs)
-  return {"status": "ok", "settings": [r["matmul_limit"] for r in j["settings"] if "matmul_limit" in r]}
+    device = dict(device, matmul_peak=dict(device["matmul_peak"], gflops=max(runs), runs_gflops=runs))
+  return {"status": "ok", "settings": [r["matmul_limit"] for r in j["settings"] if "matmul_limit" in r]}, device
 
 
 def frameworks_section(work: str, x, y, settings: list[spec_lib.Setting], names: Sequence[str], logs: str,
@@ -243,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
           f"{len(settings)} settings x {len(args.frameworks)} frameworks, data: {source}", flush=True)
     rounds = args.rounds or (1 if args.quick else 2)
     frameworks = frameworks_section(work, x, y, settings, args.frameworks, logs, timeout, rounds)
-    limits = limits_and_peak(device, frameworks)
+    limits, device = limits_and_peak(device, frameworks)
     cache = cache_section(work, x, y, logs, timeout) if "jaxnn" in args.frameworks else {"status": "skipped"}
     vmap = (vmap_section(work, x, y, logs, timeout, quick=args.quick, backend=device["backend"],
                          ks=args.vmap_models) if "jaxnn" in args.frameworks else {"status": "skipped"})

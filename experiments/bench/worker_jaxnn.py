@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from experiments.bench import spec as spec_lib
 
@@ -19,6 +19,18 @@ def device_info() -> dict[str, Any]:
   return {"backend": jax.default_backend(), "device": f"{device.platform}:{getattr(device, 'device_kind', '')}",
           "device_count": jax.device_count(), "jax": jax.__version__,
           "matmul_precision": str(jax.config.jax_default_matmul_precision)}
+
+
+def _timed_runs(fn: Callable[[], Any], repeats: int) -> list[float]:
+  """Seconds of `repeats` runs of `fn` (its result waited for), after one untimed warm-up run."""
+  import jax
+  jax.block_until_ready(fn())
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - t0)
+  return times
 
 
 def matmul_peak(sizes: Sequence[int] | None = None, repeats: int = 10) -> dict[str, Any]:
@@ -34,12 +46,7 @@ def matmul_peak(sizes: Sequence[int] | None = None, repeats: int = 10) -> dict[s
   for n in sizes:
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
     b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
-    matmul(a, b).block_until_ready()
-    times = []
-    for _ in range(repeats):
-      t0 = time.perf_counter()
-      matmul(a, b).block_until_ready()
-      times.append(time.perf_counter() - t0)
+    times = _timed_runs(lambda: matmul(a, b), repeats)
     by_size[str(n)] = 2 * n**3 / min(times) / 1e9
     median_by_size[str(n)] = 2 * n**3 / statistics.median(times) / 1e9
   return {"gflops": max(by_size.values()), "gflops_by_size": by_size, "median_gflops_by_size": median_by_size}
@@ -76,12 +83,7 @@ def epoch_matmul_seconds(s: spec_lib.Setting, repeats: int = 5) -> dict[str, Any
     return (ws, grads), None
 
   epoch = jax.jit(lambda ws, xs: jax.lax.scan(step, (ws, [jnp.zeros_like(w) for w in ws]), xs)[0][1])
-  jax.block_until_ready(epoch(ws, xs))
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    jax.block_until_ready(epoch(ws, xs))
-    times.append(time.perf_counter() - t0)
+  times = _timed_runs(lambda: epoch(ws, xs), repeats)
   scale = spec_lib.EPOCH_SAMPLES / s.samples
   return {"model": s.model, "batch": s.batch, "samples": s.samples, "seconds": min(times) * scale,
           "median_seconds": statistics.median(times) * scale}
