@@ -66,15 +66,15 @@ def guard(state: Any, update: Callable[[Any], Any], loss: Array, grads: PyTree, 
       "nonfinite", 1 for a bad step (summed over an epoch: `fit` replays an epoch with any with the skipping
       program; see the module docstring).
   """
+  finite = jnp.isfinite(loss) & all_finite(grads)
+  if not skip:
+    return update(state), dict(stats, nonfinite=(~finite).astype(jnp.int32))
   faults = state.faults
   halted = faults["consecutive"] >= max_bad_steps
-  finite = jnp.isfinite(loss) & all_finite(grads)
   applied = finite & ~halted
   bad = (~finite & ~halted).astype(jnp.int32)
   # A branch, not a select between old and new: a skipped step returns the old arrays themselves (every bit
   # kept) and an applied one costs no extra pass over params and optimizer state.
-  if not skip:
-    return update(state), dict(stats, nonfinite=(~finite).astype(jnp.int32))
   new = jax.lax.cond(applied, update, lambda s: s, state)
   new_faults = {"skipped_steps": faults["skipped_steps"] + bad,
                 "consecutive": jnp.where(halted, faults["consecutive"], (faults["consecutive"] + 1) * bad),

@@ -487,8 +487,9 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
   state = put(state)
   x_d, y_d, w_d = put((x, y, weights))
   static = dict(model=model, loss=loss, metrics=metrics, batch_size=batch_size)
-  # With the guard on, each epoch runs first with a program that applies every update and counts the bad
-  # steps (no branch per step); an epoch that had one is replayed from its start by the skipping program.
+  # With the guard on, each epoch runs first with a program that applies every update and flags the bad
+  # steps in its statistics (no branch per step); an epoch that had one is replayed from its start by the
+  # skipping program.
   epoch_static = dict(static, max_bad_steps=max_bad_steps,
                       batch_sharding=None if mesh is None else parallel.batch_sharding(mesh))
   first_try = epoch_static if max_bad_steps is None else dict(epoch_static, skip_bad_steps=False)
@@ -524,23 +525,23 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
     t0 = time.perf_counter()
     if epoch != first_epoch:
       order = put(epoch_order(key_words, epoch, n, shuffle))
-    # A run already halted by bad steps (a TrainState from a run with a larger max_bad_steps) goes straight to
-    # the skipping program, which does nothing and raises below.
-    halted = max_bad_steps is not None and faults["consecutive"] >= max_bad_steps
-    new_state, totals = (None, None) if halted else epoch_fn(state, x_d, y_d, w_d, order)
-    if max_bad_steps is not None:
-      if halted or int(totals["nonfinite"]):  # a bad step was applied: replay the epoch, skipping it
-        if skipping_fn is None:
-          skipping_fn, _ = _compiled(_train_epoch_jit, (state, x_d, y_d, w_d, order), epoch_static)
-        new_state, totals = skipping_fn(state, x_d, y_d, w_d, order)
-      after = jax.device_get(new_state.faults)
-      # raises after max_bad_steps in a row, before anything is saved
-      faults, skipped = numerics.epoch_faults(faults, after, max_bad_steps, epoch=epoch + 1,
-                                              checkpoint_dir=None if checkpoint is None else checkpoint.directory)
+    # The skipping program runs an epoch whose first try applied a bad step (replayed from the same start),
+    # and straight away for a run already halted by bad steps (a TrainState from a run with a larger
+    # max_bad_steps): it does nothing and raises below.
+    skipping = max_bad_steps is not None and faults["consecutive"] >= max_bad_steps
+    if not skipping:
+      new_state, totals = epoch_fn(state, x_d, y_d, w_d, order)
+      skipping = max_bad_steps is not None and int(totals["nonfinite"]) > 0
+    if skipping:
+      if skipping_fn is None:
+        skipping_fn, _ = _compiled(_train_epoch_jit, (state, x_d, y_d, w_d, order), epoch_static)
+      new_state, totals = skipping_fn(state, x_d, y_d, w_d, order)
     state = new_state
     logs = _finalize(totals, metrics)  # device_get: the epoch has finished
-    if max_bad_steps is not None:
-      logs["skipped_steps"] = skipped
+    if max_bad_steps is not None:  # raises after max_bad_steps in a row, before anything is saved
+      faults, logs["skipped_steps"] = numerics.epoch_faults(
+          faults, jax.device_get(state.faults), max_bad_steps, epoch=epoch + 1,
+          checkpoint_dir=None if checkpoint is None else checkpoint.directory)
     if validation_data is not None:
       logs.update({f"val_{k}": v for k, v in _finalize(eval_fn(state.params, state.model_state, xv_d, yv_d), metrics).items()})
     logs["seconds"] = time.perf_counter() - t0
