@@ -181,7 +181,8 @@ def test_epoch_matmuls_do_the_steps_matmuls(monkeypatch):
 
 def test_rounds_merge_to_each_frameworks_fastest():
   s = spec_lib.Setting(SMALL, 128, 60_000, 3)
-  limit = lambda t: {"model": SMALL, "batch": 128, "seconds": t, "median_seconds": t, "runs_seconds": [t, t + 1]}  # noqa: E731
+  limit = lambda t: {"model": SMALL, "batch": 128, "seconds": t, "median_seconds": t, "runs_seconds": [t, t + 1],  # noqa: E731
+                     "optimizer_seconds": 3 * t, "gather_seconds": 2 - t}
   one = {"status": "ok", "settings": [dict(fake_result(s, 0.30, 1.0), compile_seconds=0.5, matmul_limit=limit(0.2))],
          "matmul_peak": {"gflops": 300.0}}
   two = {"status": "ok", "settings": [dict(fake_result(s, 0.25, 1.4), compile_seconds=0.9, matmul_limit=limit(0.1))],
@@ -193,6 +194,8 @@ def test_rounds_merge_to_each_frameworks_fastest():
   assert (got["first_seconds"], got["compile_seconds"]) == (1.0, 0.5)  # the fastest first call, with its split
   assert got["round_steady_epoch_seconds"] == pytest.approx([0.30, 0.25]) and got["round_first_seconds"] == [1.0, 1.4]
   assert got["matmul_limit"]["seconds"] == 0.1 and got["matmul_limit"]["runs_seconds"] == [0.2, 1.2, 0.1, 1.1]
+  # each epoch part is its own fastest run, not the one that rode along with the fastest matmul time
+  assert (got["matmul_limit"]["optimizer_seconds"], got["matmul_limit"]["gather_seconds"]) == pytest.approx((0.3, 1.8))
   assert merged["matmul_peak"]["gflops"] == 350.0 and (merged["rounds"], merged["failed_rounds"]) == (3, 1)
   assert driver.merge_rounds([failed, failed]) is failed and driver.merge_rounds([one]) is one
 
@@ -219,7 +222,8 @@ def test_report_ratios_targets_and_missing_rows():
                          cache={"status": "ok", "setting": f"{SMALL}/b128", "cache_files": 3,
                                 "first_process": {"compile_seconds": 2.0}, "second_process": {"compile_seconds": 0.4}},
                          vmap={"status": "skipped"},
-                         limits={"status": "ok", "settings": [{"model": SMALL, "batch": 128, "seconds": 0.2}]})
+                         limits={"status": "ok", "settings": [{"model": SMALL, "batch": 128, "seconds": 0.2,
+                                                               "optimizer_seconds": 0.02, "gather_seconds": 0.03}]})
   rows = {(r["batch"], r["framework"]): r for r in results["rows"]}
   assert len(rows) == 8  # every framework has a row for every setting, the missing and failed ones included
   assert rows[(128, "keras-jax")]["jaxnn_speedup"] == pytest.approx(2.4)
@@ -230,6 +234,8 @@ def test_report_ratios_targets_and_missing_rows():
   assert j["limit_ratio"] == pytest.approx(0.25 / (6 * 101_770 * 60_000 / 100e9))
   assert j["limit_ratio_exact"] == pytest.approx(0.25 / (409_088 * 60_000 / 100e9))
   assert j["matmul_ratio"] == pytest.approx(1.25) and rows[(1, "jaxnn")]["matmul_ratio"] is None  # not measured
+  assert j["parts_seconds"] == pytest.approx(0.25) and j["parts_ratio"] == pytest.approx(1.0)
+  assert rows[(1, "jaxnn")]["parts_ratio"] is None and "parts_seconds" not in rows[(1, "jaxnn")]
   assert rows[(128, "keras-tf")]["status"] == "missing" and "steady_epoch_seconds" not in rows[(128, "keras-tf")]
   targets = {t["target"]: t for t in results["targets"]}
   by_start = lambda text: next(t for name, t in targets.items() if name.startswith(text))  # noqa: E731
@@ -239,6 +245,7 @@ def test_report_ratios_targets_and_missing_rows():
   assert by_start("start-up")["value"] == pytest.approx(0.75) and by_start("start-up")["met"] is True
   limit = by_start(f"CPU {SMALL} batch 128: steady epoch / matmul-limit time")
   assert limit["value"] == pytest.approx(1.25) and limit["met"] is True and "(6 x params)" in limit["note"]
+  assert "optimizer's update alone 0.020 s" in limit["note"] and "matmuls + both = 0.250 s, 1.00x" in limit["note"]
   assert by_start("persistent cache")["value"] == 0.4
   assert by_start("GPU")["met"] is None and "backend is cpu" in by_start("GPU")["note"]
   text = report.render(results)
@@ -263,6 +270,10 @@ def test_driver_end_to_end_tiny(tmp_path, monkeypatch):
   assert (limit["batch"], limit["samples"]) == (32, 128) and 0 < limit["seconds"] <= limit["median_seconds"]
   assert limit["seconds"] == min(limit["runs_seconds"]) and len(limit["runs_seconds"]) == 2  # before and after
   assert saved["rows"][0]["matmul_ratio"] == pytest.approx(saved["rows"][0]["steady_epoch_seconds"] / limit["seconds"])
+  assert limit["optimizer_seconds"] > 0 and limit["gather_seconds"] > 0
+  parts = limit["seconds"] + limit["optimizer_seconds"] + limit["gather_seconds"]
+  assert saved["rows"][0]["parts_seconds"] == pytest.approx(parts)
+  assert saved["rows"][0]["parts_ratio"] == pytest.approx(saved["rows"][0]["steady_epoch_seconds"] / parts)
   cache = saved["compilation_cache"]
   assert cache["status"] == "ok" and cache["cache_files"] > 0 and cache["second_process"]["compile_seconds"] > 0
   (vmap_row,) = saved["vmap"]["rows"]

@@ -16,7 +16,13 @@ def _rows(settings: Sequence[spec_lib.Setting], frameworks: dict[str, dict[str, 
           peak_gflops: float, limits: dict[str, Any] | None = None) -> list[dict[str, Any]]:
   """One row per (setting, framework), missing and failed frameworks included."""
   rows = []
-  measured = {f"{r['model']}/b{r['batch']}": r["seconds"] for r in (limits or {}).get("settings", [])}
+  by_key = {f"{r['model']}/b{r['batch']}": r for r in (limits or {}).get("settings", [])}
+  measured = {k: r["seconds"] for k, r in by_key.items()}
+  # The epoch's matmuls + the optimizer's update + the batch gather, each timed alone: the work every
+  # framework's epoch of the setting does (worker_jaxnn.epoch_parts_seconds).
+  parts = {k: {"optimizer_seconds": r["optimizer_seconds"], "gather_seconds": r["gather_seconds"],
+               "parts_seconds": r["seconds"] + r["optimizer_seconds"] + r["gather_seconds"]}
+           for k, r in by_key.items() if "optimizer_seconds" in r}
   for s in settings:
     # The issue's convention (6 * params per sample) is the headline; the exact matmul count (no gradient with
     # respect to the data: 2/3 of it for 784-128-10) gives the stricter limit, recorded alongside.
@@ -27,7 +33,7 @@ def _rows(settings: Sequence[spec_lib.Setting], frameworks: dict[str, dict[str, 
     for name, fw in frameworks.items():
       row = {"model": s.model, "batch": s.batch, "framework": name, "status": fw["status"], "epoch_flops": flops,
              "matmul_limit_seconds": limit, "epoch_flops_exact": exact, "matmul_limit_seconds_exact": limit_exact,
-             "matmul_seconds": measured.get(s.key)}
+             "matmul_seconds": measured.get(s.key), **parts.get(s.key, {})}
       got = {r["model"] + "/b" + str(r["batch"]): r for r in fw.get("settings", [])}.get(s.key)
       if fw["status"] != "ok" or got is None:
         row["note"] = fw.get("message", "no result for this setting")
@@ -43,7 +49,8 @@ def _rows(settings: Sequence[spec_lib.Setting], frameworks: dict[str, dict[str, 
       row.update(samples_per_second=spec_lib.EPOCH_SAMPLES / epoch, gflops=flops / epoch / 1e9,
                  peak_fraction=flops / epoch / 1e9 / peak_gflops, limit_ratio=epoch / limit,
                  limit_ratio_exact=epoch / limit_exact,
-                 matmul_ratio=epoch / measured[s.key] if measured.get(s.key) else None)
+                 matmul_ratio=epoch / measured[s.key] if measured.get(s.key) else None,
+                 parts_ratio=epoch / parts[s.key]["parts_seconds"] if s.key in parts else None)
       if got["extrapolated"]:
         row["note"] = f"epoch = rate on {got['samples']} samples x {spec_lib.EPOCH_SAMPLES}"
       if name == "jaxnn":
@@ -118,9 +125,14 @@ def _targets(rows, backend: str, cache: dict[str, Any], vmap_rows: Sequence[dict
   # table (x limit) and in this target's note.
   peak_note = (f"at the {SMALL} epoch's FLOPs / the big-matmul peak instead: {j['limit_ratio']:.2f}x (6 x params), "
                f"{j['limit_ratio_exact']:.2f}x (exact FLOPs)") if j else ""
+  parts_note = ""
+  if j and j.get("parts_ratio"):
+    parts_note = (f"the optimizer's update alone {j['optimizer_seconds']:.3f} s and the shuffled batch gather "
+                  f"alone {j['gather_seconds']:.3f} s per epoch: matmuls + both = {j['parts_seconds']:.3f} s, "
+                  f"{j['parts_ratio']:.2f}x of it")
   out.append(_Target(f"CPU {SMALL} batch 128: steady epoch / matmul-limit time (the epoch's matmuls alone, "
                      "measured)", j.get("matmul_ratio") if j else None, 1.3, False,
-                     "; ".join(n for n in (cpu_note, peak_note) if n)))
+                     "; ".join(n for n in (cpu_note, peak_note, parts_note) if n)))
   k = _row(rows, SMALL, 128, "keras-jax")
   cpu_ratio = f"in CPU seconds {j['first_cpu_seconds'] / k['first_cpu_seconds']:.2f}" if j and k else ""
   out.append(_Target(f"start-up {SMALL} batch 128: jaxnn compile + first epoch / Keras-JAX first epoch (fresh "
@@ -177,16 +189,17 @@ def render(results: dict[str, Any]) -> str:
       lines.append(f"  {name}: {fw.get('version', '?')} on {fw.get('device', '?')}")
   lines.append("")
   header = ("model", "batch", "framework", "first_s", "epoch_s", "cpu_s", "samples/s", "GFLOP/s", "%peak",
-            "x matmuls", "x limit", "x limit exact", "jaxnn x faster", "note")
+            "x matmuls", "x parts", "x limit", "x limit exact", "jaxnn x faster", "note")
   table = []
   for r in results["rows"]:
     if "steady_epoch_seconds" not in r:
-      table.append((r["model"], r["batch"], r["framework"], *["-"] * 10, r["status"] + ": " + r.get("note", "")))
+      table.append((r["model"], r["batch"], r["framework"], *["-"] * 11, r["status"] + ": " + r.get("note", "")))
       continue
     table.append((r["model"], r["batch"], r["framework"], _f(r["first_seconds"], ".2f"),
                   _f(r["steady_epoch_seconds"], ".3f"), _f(r["steady_epoch_cpu_seconds"], ".3f"),
                   _f(r["samples_per_second"], ",.0f"), _f(r["gflops"], ".1f"),
-                  _f(100 * r["peak_fraction"], ".0f"), _f(r.get("matmul_ratio"), ".2f"), _f(r["limit_ratio"], ".2f"),
+                  _f(100 * r["peak_fraction"], ".0f"), _f(r.get("matmul_ratio"), ".2f"), _f(r.get("parts_ratio"), ".2f"),
+                  _f(r["limit_ratio"], ".2f"),
                   _f(r["limit_ratio_exact"], ".2f"),
                   _f(r.get("jaxnn_speedup"), ".2f"),
                   r.get("note", "")))
@@ -198,7 +211,9 @@ def render(results: dict[str, Any]) -> str:
             "which traces/compiles); epoch_s: median steady epoch over 60k samples; cpu_s: the process's CPU "
             "seconds per steady epoch (above epoch_s: several cores at work; it moves less than epoch_s when other "
             "jobs share the machine); GFLOP/s and %peak count 6 x params FLOPs per sample; x matmuls: epoch_s / the "
-            "measured time of the epoch's matmuls alone at its shapes (the matmul-limit time); x limit: epoch_s / "
+            "measured time of the epoch's matmuls alone at its shapes (the matmul-limit time); x parts: epoch_s / (that "
+            "+ the optimizer's update alone + the shuffled batch gather alone, each measured the same way: work "
+            "every framework's epoch does); x limit: epoch_s / "
             "(those FLOPs / measured peak); x limit exact: the same with the exact matmul FLOPs (no gradient "
             f"with respect to the data){best_of}", ""]
   m = results.get("matmul_limit", {})

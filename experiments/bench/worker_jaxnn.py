@@ -89,6 +89,49 @@ def epoch_matmul_seconds(s: spec_lib.Setting, repeats: int = 5) -> dict[str, Any
           "median_seconds": statistics.median(times) * scale}
 
 
+def epoch_parts_seconds(s: spec_lib.Setting, repeats: int = 3) -> dict[str, float]:
+  """Two parts of a training epoch besides its matmuls, each timed alone like `epoch_matmul_seconds` (a jitted
+  lax.scan over the epoch's batches, fastest of `repeats` runs, scaled to EPOCH_SAMPLES):
+
+  - "optimizer_seconds": the optimizer's update of the MLP's parameters, one per batch: the same optax Adam
+    `fit` builds (`jaxnn.optimizers.make`), on a fixed gradient scaled by the step (nothing can be hoisted);
+  - "gather_seconds": gathering each batch's rows of a (samples, 784) float32 array in a shuffled order, as
+    `fit` reads its batches, summed so that every row is read.
+
+  With the matmul-limit time these are work every epoch of this setting does, whatever the framework: their
+  sum tells how much of a steady epoch is left to everything else (bias, activations, loss, the guard's
+  check, the loop).
+  """
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  import optax
+  from jaxnn import optimizers
+  sizes = [spec_lib.INPUTS, *s.hidden, spec_lib.CLASSES]
+  batches = -(-s.samples // s.batch_size)
+  params = [{"kernel": jnp.full((i, o), 0.01, jnp.float32), "bias": jnp.zeros((o,), jnp.float32)}
+            for i, o in zip(sizes[:-1], sizes[1:])]
+  grads = jax.tree_util.tree_map(lambda a: jnp.full(a.shape, 1e-3, a.dtype), params)
+  tx = optimizers.make(optimizers.OptimizerConfig("adam", learning_rate=spec_lib.LEARNING_RATE,
+                                                  kwargs={"eps": spec_lib.ADAM_EPSILON}))
+
+  def update(carry, scale):
+    p, opt_state = carry
+    updates, opt_state = tx.update(jax.tree_util.tree_map(lambda g: g * scale, grads), opt_state, p)
+    return (optax.apply_updates(p, updates), opt_state), None
+
+  scales = jnp.linspace(1.0, 2.0, batches, dtype=jnp.float32)
+  optimizer = jax.jit(lambda p, sc: jax.lax.scan(update, (p, tx.init(p)), sc)[0][0])
+  x = jnp.asarray(np.random.default_rng(0).random((s.samples, spec_lib.INPUTS), np.float32))
+  order = np.resize(np.random.default_rng(1).permutation(s.samples), batches * s.batch_size)
+  idx = jnp.asarray(order.reshape(batches, s.batch_size).astype(np.int32))
+  gather = jax.jit(lambda x, idx: jax.lax.scan(lambda c, i: (c + jnp.sum(jnp.take(x, i, axis=0)), None),
+                                               jnp.float32(0), idx)[0])
+  scale = spec_lib.EPOCH_SAMPLES / s.samples
+  return {"optimizer_seconds": min(_timed_runs(lambda: optimizer(params, scales), repeats)) * scale,
+          "gather_seconds": min(_timed_runs(lambda: gather(x, idx), repeats)) * scale}
+
+
 def _model(hidden: Sequence[int]):
   from jaxnn import Dense, Sequential
   return Sequential([*(Dense(h, activation="relu") for h in hidden), Dense(spec_lib.CLASSES)])
@@ -150,7 +193,7 @@ def run(work: spec_lib.Work) -> dict[str, Any]:
     if before is not None:
       after = epoch_matmul_seconds(s)
       result["matmul_limit"] = dict(min(before, after, key=lambda r: r["seconds"]),
-                                    runs_seconds=[before["seconds"], after["seconds"]])
+                                    runs_seconds=[before["seconds"], after["seconds"]], **epoch_parts_seconds(s))
     out["settings"].append(result)
   if work.options.get("peak"):
     out["matmul_peak"] = matmul_peak()
