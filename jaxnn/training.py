@@ -543,7 +543,8 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
           faults, jax.device_get(state.faults), max_bad_steps, epoch=epoch + 1,
           checkpoint_dir=None if checkpoint is None else checkpoint.directory)
     if validation_data is not None:
-      logs.update({f"val_{k}": v for k, v in _finalize(eval_fn(state.params, state.model_state, xv_d, yv_d), metrics).items()})
+      val_totals = eval_fn(state.params, state.model_state, xv_d, yv_d)
+      logs.update({f"val_{k}": v for k, v in _finalize(val_totals, metrics).items()})
     logs["seconds"] = time.perf_counter() - t0
     lr = optimizers.learning_rate_of(state.opt_state)
     if lr is not None:

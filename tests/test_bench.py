@@ -181,8 +181,11 @@ def test_epoch_matmuls_do_the_steps_matmuls(monkeypatch):
 
 def test_rounds_merge_to_each_frameworks_fastest():
   s = spec_lib.Setting(SMALL, 128, 60_000, 3)
-  limit = lambda t: {"model": SMALL, "batch": 128, "seconds": t, "median_seconds": t, "runs_seconds": [t, t + 1],  # noqa: E731
-                     "optimizer_seconds": 3 * t, "gather_seconds": 2 - t}
+
+  def limit(t):
+    return {"model": SMALL, "batch": 128, "seconds": t, "median_seconds": t, "runs_seconds": [t, t + 1],
+            "optimizer_seconds": 3 * t, "gather_seconds": 2 - t}
+
   one = {"status": "ok", "settings": [dict(fake_result(s, 0.30, 1.0), compile_seconds=0.5, matmul_limit=limit(0.2))],
          "matmul_peak": {"gflops": 300.0}}
   two = {"status": "ok", "settings": [dict(fake_result(s, 0.25, 1.4), compile_seconds=0.9, matmul_limit=limit(0.1))],

@@ -168,8 +168,8 @@ def frameworks_section(work: str, x, y, settings: list[spec_lib.Setting], names:
 def merge_rounds(results: list[dict[str, Any]]) -> dict[str, Any]:
   """One framework's rounds as one result: per setting the fastest steady epoch of any round (with that round's
   epochs, CPU seconds and final loss) and the fastest first fit call (with its compile split), each round's
-  two figures kept beside them (round_steady_epoch_seconds, round_first_seconds); jaxnn's matmul-limit time (and each epoch part timed with it) is the fastest of every run, its peak
-  the highest.
+  two figures kept beside them (round_steady_epoch_seconds, round_first_seconds); jaxnn's matmul-limit time
+  (and each epoch part timed with it) is the fastest of every run, its peak the highest.
   Failed rounds are left out (and counted); with none ok, the first round's result stands."""
   ok = [r for r in results if r["status"] == "ok"]
   if len(results) == 1 or not ok:

@@ -16,14 +16,15 @@ def _rows(settings: Sequence[spec_lib.Setting], frameworks: dict[str, dict[str, 
           peak_gflops: float, limits: dict[str, Any] | None = None) -> list[dict[str, Any]]:
   """One row per (setting, framework), missing and failed frameworks included."""
   rows = []
-  by_key = {f"{r['model']}/b{r['batch']}": r for r in (limits or {}).get("settings", [])}
-  measured = {k: r["seconds"] for k, r in by_key.items()}
-  # The epoch's matmuls + the optimizer's update + the batch gather, each timed alone: the work every
-  # framework's epoch of the setting does (worker_jaxnn.epoch_parts_seconds).
-  parts = {k: {"optimizer_seconds": r["optimizer_seconds"], "gather_seconds": r["gather_seconds"],
-               "parts_seconds": r["seconds"] + r["optimizer_seconds"] + r["gather_seconds"]}
-           for k, r in by_key.items() if "optimizer_seconds" in r}
+  measured = {f"{r['model']}/b{r['batch']}": r for r in (limits or {}).get("settings", [])}
   for s in settings:
+    timed = measured.get(s.key, {})
+    matmul_seconds = timed.get("seconds")
+    # The epoch's matmuls + the optimizer's update + the batch gather, each timed alone: the work every
+    # framework's epoch of the setting does (worker_jaxnn.epoch_parts_seconds).
+    parts = {} if "optimizer_seconds" not in timed else {
+        "optimizer_seconds": timed["optimizer_seconds"], "gather_seconds": timed["gather_seconds"],
+        "parts_seconds": timed["seconds"] + timed["optimizer_seconds"] + timed["gather_seconds"]}
     # The issue's convention (6 * params per sample) is the headline; the exact matmul count (no gradient with
     # respect to the data: 2/3 of it for 784-128-10) gives the stricter limit, recorded alongside.
     flops = spec_lib.flops_per_sample(s.hidden) * spec_lib.EPOCH_SAMPLES
@@ -33,7 +34,7 @@ def _rows(settings: Sequence[spec_lib.Setting], frameworks: dict[str, dict[str, 
     for name, fw in frameworks.items():
       row = {"model": s.model, "batch": s.batch, "framework": name, "status": fw["status"], "epoch_flops": flops,
              "matmul_limit_seconds": limit, "epoch_flops_exact": exact, "matmul_limit_seconds_exact": limit_exact,
-             "matmul_seconds": measured.get(s.key), **parts.get(s.key, {})}
+             "matmul_seconds": matmul_seconds, **parts}
       got = {r["model"] + "/b" + str(r["batch"]): r for r in fw.get("settings", [])}.get(s.key)
       if fw["status"] != "ok" or got is None:
         row["note"] = fw.get("message", "no result for this setting")
@@ -49,8 +50,8 @@ def _rows(settings: Sequence[spec_lib.Setting], frameworks: dict[str, dict[str, 
       row.update(samples_per_second=spec_lib.EPOCH_SAMPLES / epoch, gflops=flops / epoch / 1e9,
                  peak_fraction=flops / epoch / 1e9 / peak_gflops, limit_ratio=epoch / limit,
                  limit_ratio_exact=epoch / limit_exact,
-                 matmul_ratio=epoch / measured[s.key] if measured.get(s.key) else None,
-                 parts_ratio=epoch / parts[s.key]["parts_seconds"] if s.key in parts else None)
+                 matmul_ratio=epoch / matmul_seconds if matmul_seconds else None,
+                 parts_ratio=epoch / parts["parts_seconds"] if parts else None)
       if got["extrapolated"]:
         row["note"] = f"epoch = rate on {got['samples']} samples x {spec_lib.EPOCH_SAMPLES}"
       if name == "jaxnn":
@@ -169,7 +170,8 @@ def build(*, quick: bool, source: str, n_train: int, device: dict[str, Any], set
              for name in frameworks if (r := _row(rows, SMALL, 128, name))}
   return {"quick": quick, "data": {"source": source, "n_train": n_train, "epoch_samples": spec_lib.EPOCH_SAMPLES},
           "device": {k: v for k, v in device.items() if k not in ("settings", "status", "framework")},
-          "matmul_peak_gflops": peak, "matmul_limit": limits or {"status": "skipped"}, "settings": [dataclasses.asdict(s) for s in settings], "frameworks": fw_info,
+          "matmul_peak_gflops": peak, "matmul_limit": limits or {"status": "skipped"},
+          "settings": [dataclasses.asdict(s) for s in settings], "frameworks": fw_info,
           "rows": rows, "startup": startup, "compilation_cache": cache, "vmap": vmap,
           "targets": _targets(rows, device["backend"], cache, vmap["rows"])}
 
@@ -198,9 +200,8 @@ def render(results: dict[str, Any]) -> str:
     table.append((r["model"], r["batch"], r["framework"], _f(r["first_seconds"], ".2f"),
                   _f(r["steady_epoch_seconds"], ".3f"), _f(r["steady_epoch_cpu_seconds"], ".3f"),
                   _f(r["samples_per_second"], ",.0f"), _f(r["gflops"], ".1f"),
-                  _f(100 * r["peak_fraction"], ".0f"), _f(r.get("matmul_ratio"), ".2f"), _f(r.get("parts_ratio"), ".2f"),
-                  _f(r["limit_ratio"], ".2f"),
-                  _f(r["limit_ratio_exact"], ".2f"),
+                  _f(100 * r["peak_fraction"], ".0f"), _f(r.get("matmul_ratio"), ".2f"),
+                  _f(r.get("parts_ratio"), ".2f"), _f(r["limit_ratio"], ".2f"), _f(r["limit_ratio_exact"], ".2f"),
                   _f(r.get("jaxnn_speedup"), ".2f"),
                   r.get("note", "")))
   rounds = results.get("rounds", 1)
@@ -210,10 +211,10 @@ def render(results: dict[str, Any]) -> str:
             "first_s: the first fit call in a fresh process (jaxnn: compile + first epoch; peers: first epoch, "
             "which traces/compiles); epoch_s: median steady epoch over 60k samples; cpu_s: the process's CPU "
             "seconds per steady epoch (above epoch_s: several cores at work; it moves less than epoch_s when other "
-            "jobs share the machine); GFLOP/s and %peak count 6 x params FLOPs per sample; x matmuls: epoch_s / the "
-            "measured time of the epoch's matmuls alone at its shapes (the matmul-limit time); x parts: epoch_s / (that "
-            "+ the optimizer's update alone + the shuffled batch gather alone, each measured the same way: work "
-            "every framework's epoch does); x limit: epoch_s / "
+            "jobs share the machine); GFLOP/s and %peak count 6 x params FLOPs per sample; x matmuls: epoch_s / "
+            "the measured time of the epoch's matmuls alone at its shapes (the matmul-limit time); x parts: epoch_s "
+            "/ (that + the optimizer's update alone + the shuffled batch gather alone, each measured the same way: "
+            "work every framework's epoch does); x limit: epoch_s / "
             "(those FLOPs / measured peak); x limit exact: the same with the exact matmul FLOPs (no gradient "
             f"with respect to the data){best_of}", ""]
   m = results.get("matmul_limit", {})
