@@ -208,8 +208,8 @@ def train_epoch(state: TrainState, x: Array, y: Array, sample_weight: Array, ord
   """One pass over (x, y) in `order` (`epoch_order`), in batches, as one program: `train_step` scanned.
 
   `hparams`, `max_bad_steps` and `skip_bad_steps` go to `train_step`; with `skip_bad_steps=False` the totals'
-  "nonfinite" counts the bad steps, all applied, and the fault counters move as for a clean epoch (`fit` keeps
-  the result only when there were none). With `batch_sharding` (data-parallel `fit`) each gathered batch is
+  "nonfinite" is 1 when any step had a non-finite loss or gradients (every step applied), else 0, and the
+  fault counters move as for a clean epoch (`fit` keeps the result only when there was none). With `batch_sharding` (data-parallel `fit`) each gathered batch is
   constrained to it, so XLA splits the step over the devices and inserts the all-reduce.
   """
   n = x.shape[0]
@@ -229,6 +229,7 @@ def train_epoch(state: TrainState, x: Array, y: Array, sample_weight: Array, ord
   state, totals = _scan_sum(body, state, stats_shape, (idx, valid))
   if max_bad_steps is not None and not skip_bad_steps:
     state = state.replace(faults=numerics.clean_epoch(state.faults, idx.shape[0]))
+    totals = dict(totals, nonfinite=numerics.probe_flag(totals["nonfinite"]))
   return state.replace(epoch=state.epoch + 1), totals
 
 
