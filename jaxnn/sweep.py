@@ -154,6 +154,9 @@ def fit_many(model: Sequential, x: Any, y: Any, *, loss: Any, seeds: int | Seque
   Each of seeds, learning_rate, weight_decay, l2, dropout_rate is one value shared by every model or a
   sequence with one value per model; K is the common length (1 if all are single values).
 
+  There is no NaN guard (`fit`'s would stop every model for one): a model that diverges, a learning rate too
+  large in a sweep say, goes on as NaN and shows it in its History, and the other models are unaffected.
+
   Args:
     model: the Sequential model (with `dropout_rate`, its Dropout layers' own rates are replaced).
     x: inputs, float, batch axis first (shared by all models).

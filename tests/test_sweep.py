@@ -105,6 +105,20 @@ def test_shared_seed_and_data_order_single_values_broadcast():
     assert not np.allclose(b[0], a)  # model 0 (another learning rate) went elsewhere
 
 
+def test_a_diverging_model_turns_nan_alone():
+  """fit_many has no NaN guard: a model whose learning rate blows it up reports a NaN loss, and the models beside
+  it train to the bit as they do beside a model that stays finite (vmap keeps the K runs apart)."""
+  x, y = blobs()
+  fit = dict(FIT, validation_split=0.0, optimizer="sgd")
+  states, histories = sweep.fit_many(mlp(0.0), x, y, seeds=[0, 1, 2], learning_rate=[0.05, 1e30, 0.1], **fit)
+  calm, calm_histories = sweep.fit_many(mlp(0.0), x, y, seeds=[0, 1, 2], learning_rate=[0.05, 0.2, 0.1], **fit)
+  assert not np.isfinite(histories[1]["loss"][-1]) and np.isfinite(calm_histories[1]["loss"][-1])
+  for k in (0, 2):
+    assert np.all(np.isfinite(histories[k]["loss"])) and histories[k]["loss"] == calm_histories[k]["loss"]
+    for a, b in zip(jax.tree_util.tree_leaves(states.params), jax.tree_util.tree_leaves(calm.params)):
+      assert np.asarray(a[k]).tobytes() == np.asarray(b[k]).tobytes(), f"model {k}"
+
+
 def test_lion_sweeps_weight_decay_from_none():
   # Lion decays inside optax's alias (adam, above, through a chained step); its default has no decay term,
   # so one is built in when the decay is swept.
