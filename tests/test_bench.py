@@ -39,10 +39,12 @@ def test_initial_weights_are_glorot_uniform_with_zero_biases():
 def test_settings_grid():
   quick = spec_lib.settings(quick=True, backend="cpu", n_train=60_000)
   assert [(s.model, s.batch) for s in quick] == [(SMALL, 128), (SMALL, 32), (SMALL, 1), (SMALL, "full")]
-  assert quick[2].samples == 500 and quick[3].batch_size == 60_000 and all(s.epochs == 5 for s in quick)
+  assert [s.samples for s in quick] == [60_000, 20_000, 500, 60_000] and quick[3].batch_size == 60_000
+  assert [s.epochs for s in quick] == [5, 7, 5, 5]
   full = spec_lib.settings(quick=False, backend="cpu", n_train=60_000)
   assert len(full) == 8 and {s.model for s in full} == set(spec_lib.MODELS)
   assert [s.samples for s in full if s.batch == 1] == [10_000, 1000]  # the big model's batch-1 steps are slow
+  assert all(s.samples == 60_000 for s in full if s.batch != 1)
   gpu_quick = spec_lib.settings(quick=True, backend="gpu", n_train=60_000)
   assert ("784-1024-1024-10", 128) in [(s.model, s.batch) for s in gpu_quick]  # the GPU targets' settings
   assert spec_lib.settings(quick=True, backend="cpu", n_train=300, batches=[1, "full"])[1].batch_size == 300
@@ -179,6 +181,21 @@ def test_epoch_matmuls_do_the_steps_matmuls(monkeypatch):
   assert len(dots) == 3 + 3 + 2
 
 
+def test_short_programs_are_timed_for_at_least_min_seconds():
+  import time
+  calls = []
+
+  def nap():
+    calls.append(1)
+    time.sleep(0.01)
+
+  times = worker_jaxnn._timed_runs(nap, 2, min_seconds=0.08)
+  assert len(calls) == len(times) + 1 and len(times) >= 2  # +1: the warm-up
+  assert sum(times) >= 0.08 > sum(times[:-1])  # ran until the runs added up to min_seconds, and no further
+  assert len(worker_jaxnn._timed_runs(nap, 2, min_seconds=10, max_repeats=4)) == 4
+  assert len(worker_jaxnn._timed_runs(nap, 3)) == 3  # a long program: `repeats` runs
+
+
 def test_rounds_merge_to_each_frameworks_fastest():
   s = spec_lib.Setting(SMALL, 128, 60_000, 3)
 
@@ -284,7 +301,7 @@ def test_driver_end_to_end_tiny(tmp_path, monkeypatch):
   assert len(saved["vmap"]["sequential"]["models"]) == 2
   assert (vmap_row["k"], vmap_row["sequential_scaled"]) == (2, False) and vmap_row["one_program_samples_per_second"] > 0
   assert vmap_row["max_loss_difference"] < 1e-4
-  assert dataclasses.asdict(spec_lib.Setting(SMALL, 32, 128, 5)) in saved["settings"]
+  assert dataclasses.asdict(spec_lib.Setting(SMALL, 32, 128, 7)) in saved["settings"]  # QUICK batch 32: 6 steady
   assert results["wall_seconds"] > 0
 
 
