@@ -209,8 +209,9 @@ def train_epoch(state: TrainState, x: Array, y: Array, sample_weight: Array, ord
 
   `hparams`, `max_bad_steps` and `skip_bad_steps` go to `train_step`; with `skip_bad_steps=False` the totals'
   "nonfinite" is 1 when any step had a non-finite loss or gradients (every step applied), else 0, and the
-  fault counters move as for a clean epoch (`fit` keeps the result only when there was none). With `batch_sharding` (data-parallel `fit`) each gathered batch is
-  constrained to it, so XLA splits the step over the devices and inserts the all-reduce.
+  fault counters move as for a clean epoch (`fit` keeps the result only when there was none). With
+  `batch_sharding` (data-parallel `fit`) each gathered batch is constrained to it, so XLA splits the step over
+  the devices and inserts the all-reduce.
   """
   n = x.shape[0]
   idx, valid = batch_indices(n, batch_size, order)

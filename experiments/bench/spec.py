@@ -65,11 +65,13 @@ def settings(*, quick: bool, backend: str, n_train: int, batches: Sequence[int |
     steady = 4 if quick else (3 if big and not accelerated else 5)
     # Batch 1 over 60k is minutes per epoch for the eager peers: a subset gives the per-sample rate.
     one = 500 if quick else (1000 if big and not accelerated else 10_000)
-    quick_32 = quick and not accelerated
-    subset = {1: one, 32: 20_000 if quick_32 else EPOCH_SAMPLES}
     for batch in batches:
-      samples = min(subset.get(batch, EPOCH_SAMPLES), n_train)
-      out.append(Setting(model, batch, samples, 1 + (6 if batch == 32 and quick_32 else steady)))
+      samples, epochs = EPOCH_SAMPLES, steady
+      if batch == 1:
+        samples = one
+      elif batch == 32 and quick and not accelerated:
+        samples, epochs = 20_000, 6
+      out.append(Setting(model, batch, min(samples, n_train), 1 + epochs))
   return out
 
 

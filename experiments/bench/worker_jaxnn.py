@@ -106,7 +106,7 @@ def epoch_parts_seconds(s: spec_lib.Setting, repeats: int = 3) -> dict[str, floa
 
   With the matmul-limit time these are work every epoch of this setting does, whatever the framework: their
   sum tells how much of a steady epoch is left to everything else (bias, activations, loss, the guard's
-  check, the loop).
+  probe, the loop).
   """
   import jax
   import jax.numpy as jnp
