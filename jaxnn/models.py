@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import numbers
 from collections.abc import Mapping
@@ -76,7 +77,9 @@ class Sequential:
     """Initial params for inputs of `input_shape` (batch axis excluded), as one compiled program."""
     shape = _check_shape(input_shape)
     _checks.check_key(key)
-    return _init_jit(self, shape, key)
+    if isinstance(key, jax.core.Tracer):  # inside a caller's jit or vmap: part of the caller's program
+      return _init_jit(self, shape, key)
+    return _init_program(self, shape, jax.typeof(key))(key)
 
   def _init(self, shape: Shape, key: Array) -> Params:
     params = {}
@@ -191,8 +194,24 @@ class Sequential:
                        for n, l in zip(self.layer_names, self.layers)]}
 
 
+# XLA options for programs that run once (a model's initial params, fit_many's K initial states): LLVM's
+# full optimization of their threefry draws took 1.0-1.7 s per model on a 2-core CPU, level 1 0.4-0.7 s. They
+# run in milliseconds either way, and level 1 gives the same bits (tests/test_models.py; level 0 does not:
+# it forms no fused multiply-adds).
+ONE_SHOT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
 # Jitted so that initializing a model is one compile rather than one per random draw.
 _init_jit = jax.jit(Sequential._init, static_argnums=(0, 1))
+
+
+@functools.lru_cache(maxsize=64)
+def _init_program(model: Sequential, shape: Shape, key_type: Any) -> Any:
+  """`model._init` compiled with ONE_SHOT_COMPILER_OPTIONS for keys of `key_type` (a `jax.typeof`).
+
+  Compiled ahead of time rather than by a jit with `compiler_options`: such a jit may not be staged into a
+  caller's trace, while a compiled program runs on a concrete key even there (e.g. a key closed over).
+  """
+  key = jax.ShapeDtypeStruct(key_type.shape, key_type.dtype)
+  return _init_jit.lower(model, shape, key).compile(compiler_options=ONE_SHOT_COMPILER_OPTIONS)
 
 
 def _check_forward_args(params: Any, x: Any) -> None:

@@ -33,6 +33,7 @@ import optax
 from jaxnn import _checks
 from jaxnn import checkpoint as checkpoint_lib
 from jaxnn import losses as losses_lib
+from jaxnn import models
 from jaxnn import numerics
 from jaxnn import optimizers
 from jaxnn import training
@@ -107,7 +108,8 @@ def _optimizer(optimizer: Any, weight_decay: np.ndarray | None) -> Any:
   return optimizer
 
 
-@functools.partial(jax.jit, static_argnames=("model", "tx", "input_shape"))
+@functools.partial(jax.jit, static_argnames=("model", "tx", "input_shape"),
+                   compiler_options=models.ONE_SHOT_COMPILER_OPTIONS)
 def _init_many(seeds, opt_values, *, model, tx, input_shape):
   """K initial TrainStates: params from each seed's init key, the optimizer's swept values set per model."""
 

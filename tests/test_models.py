@@ -30,6 +30,39 @@ def test_init_is_deterministic_in_the_key():
   assert not np.array_equal(a["dense_0"]["kernel"], c["dense_0"]["kernel"])
 
 
+def _every_initializer_model():
+  from jaxnn import initializers
+  from jaxnn.recurrent import LSTM
+  from jaxnn.convolutional import Reshape
+  layers = [Dense(6, kernel_initializer=name, bias_initializer="zeros" if name in ("identity", "orthogonal") else name)
+            for name in initializers.names()]
+  return Sequential([*layers, Reshape((2, 3)), LSTM(4)])  # LSTM: orthogonal recurrent kernels (QR)
+
+
+def test_init_program_values_equal_a_fully_optimized_compile():
+  # Sequential.init compiles with ONE_SHOT_COMPILER_OPTIONS (less LLVM optimization: start-up); its values
+  # must be the bits XLA's default optimization gives, for every initializer. (Optimization level 0 fails this:
+  # no fused multiply-adds.)
+  from jaxnn import models
+  model = _every_initializer_model()
+  got = model.init(KEY, (6,))
+  want = jax.jit(model._init, static_argnums=0).lower((6,), KEY).compile()(KEY)
+  for (path, g), w in zip(jax.tree_util.tree_leaves_with_path(got), jax.tree_util.tree_leaves(want)):
+    assert g.dtype == w.dtype and np.array_equal(g, w), jax.tree_util.keystr(path)
+  assert models.ONE_SHOT_COMPILER_OPTIONS  # the test compares two different compiles
+
+
+def test_init_inside_a_callers_jit_and_vmap():
+  model = Sequential([Dense(4, activation="relu"), Dense(2)])
+  want = model.init(KEY, (3,))
+  traced_key = jax.jit(lambda k: model.init(k, (3,)))(KEY)
+  closed_over_key = jax.jit(lambda: model.init(KEY, (3,)))()
+  raw_key = model.init(jax.random.key_data(KEY), (3,))
+  stacked = jax.vmap(lambda k: model.init(k, (3,)))(jnp.stack([KEY, KEY]))
+  for got in (traced_key, closed_over_key, raw_key, jax.tree_util.tree_map(lambda a: a[1], stacked)):
+    jax.tree_util.tree_map(np.testing.assert_array_equal, got, want)
+
+
 def test_apply_shapes_and_probabilities():
   model = mlp()
   params = model.init(KEY, (28, 28))
