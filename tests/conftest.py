@@ -8,8 +8,27 @@ os.environ.setdefault("JAXNN_OFFLINE", "1")
 os.environ.setdefault("JAXNN_COMPILATION_CACHE", "off")
 
 import contextlib
+import tempfile
 
 import pytest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def scratch_tempdir():
+  """Every temporary file of the session, subprocesses' too, in one folder removed at its end.
+
+  TFDS leaves an empty /tmp/tmp*tfds folder for each `tfds.builder` of data that is not prepared (its
+  DatasetInfo.initialize_from_bucket); the data tests make a score of them per run.
+  """
+  saved = tempfile.tempdir, os.environ.get("TMPDIR")
+  with tempfile.TemporaryDirectory(prefix="jaxnn-tests-") as scratch:
+    tempfile.tempdir = os.environ["TMPDIR"] = scratch
+    yield scratch
+    tempfile.tempdir = saved[0]
+    if saved[1] is None:
+      del os.environ["TMPDIR"]
+    else:
+      os.environ["TMPDIR"] = saved[1]
 
 
 class Interrupted(Exception):
