@@ -20,15 +20,10 @@ def scratch_tempdir():
   TFDS leaves an empty /tmp/tmp*tfds folder for each `tfds.builder` of data that is not prepared (its
   DatasetInfo.initialize_from_bucket); the data tests make a score of them per run.
   """
-  saved = tempfile.tempdir, os.environ.get("TMPDIR")
-  with tempfile.TemporaryDirectory(prefix="jaxnn-tests-") as scratch:
-    tempfile.tempdir = os.environ["TMPDIR"] = scratch
+  with tempfile.TemporaryDirectory(prefix="jaxnn-tests-") as scratch, pytest.MonkeyPatch.context() as patch:
+    patch.setattr(tempfile, "tempdir", scratch)
+    patch.setenv("TMPDIR", scratch)
     yield scratch
-    tempfile.tempdir = saved[0]
-    if saved[1] is None:
-      del os.environ["TMPDIR"]
-    else:
-      os.environ["TMPDIR"] = saved[1]
 
 
 class Interrupted(Exception):
