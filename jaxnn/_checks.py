@@ -63,17 +63,25 @@ def check_batch(x: np.ndarray, where: str, arg: str = "x") -> None:
     raise JaxnnError(f"{where}: {arg} has examples of shape {x.shape[1:]}; expected positive sizes")
 
 
-def check_int(value: Any, arg: str, where: str, *, low: int) -> None:
-  """A Python / numpy int (not a bool) >= low."""
-  if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < low:
+def is_int(value: Any) -> bool:
+  """A Python or numpy integer, not a bool: what every int argument of jaxnn takes (sizes computed with numpy,
+  e.g. `np.int64(n // 10)`, are as good as Python ints, as in Keras). Callers keep `int(value)`."""
+  return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_int(value: Any, arg: str, where: str, *, low: int) -> int:
+  """A Python / numpy int (not a bool) >= low, returned as a Python int."""
+  if not is_int(value) or value < low:
     raise JaxnnError(f"{where}: {arg} must be an int >= {low}, got {value!r}")
+  return int(value)
 
 
-def check_batch_size(batch_size: Any, n: int, where: str) -> None:
-  """A training batch size: an int in [1, n], n the number of training examples."""
-  if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= n:
+def check_batch_size(batch_size: Any, n: int, where: str) -> int:
+  """A training batch size: an int in [1, n], n the number of training examples; returned as a Python int."""
+  if not is_int(batch_size) or not 1 <= batch_size <= n:
     raise JaxnnError(f"{where}: batch_size must be an int in [1, {n}] (the number of training examples), "
                      f"got {batch_size!r}")
+  return int(batch_size)
 
 
 def check_fraction(value: Any, arg: str, where: str) -> None:

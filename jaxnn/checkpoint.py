@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
+from jaxnn import _checks
 from jaxnn.errors import JaxnnError
 
 PyTree = Any
@@ -73,10 +74,12 @@ class Checkpointing:
   def __post_init__(self):
     if not isinstance(self.directory, (str, os.PathLike)) or not str(self.directory):
       raise JaxnnError(f"Checkpointing: directory must be a path, got {self.directory!r}")
-    if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 0:
+    if not _checks.is_int(self.every) or self.every < 0:
       raise JaxnnError(f"Checkpointing: every must be an int >= 0 (epochs; 0: only at the end), got {self.every!r}")
-    if self.keep is not None and (isinstance(self.keep, bool) or not isinstance(self.keep, int) or self.keep < 1):
+    if self.keep is not None and (not _checks.is_int(self.keep) or self.keep < 1):
       raise JaxnnError(f"Checkpointing: keep must be an int >= 1 or None (keep all), got {self.keep!r}")
+    object.__setattr__(self, "every", int(self.every))
+    object.__setattr__(self, "keep", None if self.keep is None else int(self.keep))
 
   def due(self, epoch: int, last: bool) -> bool:
     """Whether `fit` saves after `epoch` (1-based); `last` when the fit ends there."""

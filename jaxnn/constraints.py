@@ -17,6 +17,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxnn import _checks
 from jaxnn import _registry
 from jaxnn.errors import JaxnnError
 
@@ -44,10 +45,10 @@ def _check_axis(owner: str, axis: Any) -> Axis:
   """Returns `axis` as an int or a tuple of ints (hashable), or raises."""
   if isinstance(axis, Sequence) and not isinstance(axis, str):
     axis = tuple(axis)
-    if axis and all(isinstance(a, int) and not isinstance(a, bool) for a in axis):
-      return axis
-  elif isinstance(axis, int) and not isinstance(axis, bool):
-    return axis
+    if axis and all(_checks.is_int(a) for a in axis):
+      return tuple(int(a) for a in axis)
+  elif _checks.is_int(axis):
+    return int(axis)
   raise JaxnnError(f"{owner} axis: expected an int or a non-empty sequence of ints; got {axis!r}")
 
 

@@ -26,7 +26,8 @@ import jax.numpy as jnp
 from jaxnn import activations
 from jaxnn import initializers
 from jaxnn.errors import JaxnnError
-from jaxnn.layers import Layer, WeightPenalties, _check_positive_int, check_names
+from jaxnn import _checks
+from jaxnn.layers import Layer, WeightPenalties, _positive_int, check_names
 
 Array = jax.Array
 Params = dict[str, Any]
@@ -41,14 +42,14 @@ _DIMS = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC")}
 
 def _as_tuple(where: str, arg: str, value: Any, rank: int) -> tuple[int, ...]:
   """An int or a length-`rank` sequence of positive ints, as a tuple."""
-  values = (value,) * rank if isinstance(value, int) and not isinstance(value, bool) else value
+  values = (value,) * rank if _checks.is_int(value) else value
   try:
     values = tuple(values)
   except TypeError:
     values = ()
-  if len(values) != rank or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in values):
+  if len(values) != rank or any(not _checks.is_int(v) or v <= 0 for v in values):
     raise JaxnnError(f"{where}: {arg} must be a positive int or {rank} positive ints, got {value!r}")
-  return values
+  return tuple(int(v) for v in values)
 
 
 def _check_padding(where: str, padding: Any) -> None:
@@ -122,7 +123,7 @@ class _Conv(WeightPenalties, Layer):
 
   def __post_init__(self):
     where = f"{type(self).__name__}({self.filters!r}, {self.kernel_size!r})"
-    _check_positive_int(where, "filters", self.filters)
+    object.__setattr__(self, "filters", _positive_int(where, "filters", self.filters))
     # Normalize ints to tuples once, so equal configs hash equal and apply needs no branching.
     for arg in ("kernel_size", "strides", "dilation_rate"):
       object.__setattr__(self, arg, _as_tuple(where, arg, getattr(self, arg), self._RANK))
@@ -346,11 +347,11 @@ class Reshape(Layer):
       target = tuple(self.target_shape)
     except TypeError:
       target = ()
-    if (not target or any(isinstance(d, bool) or not isinstance(d, int) or (d <= 0 and d != -1) for d in target)
+    if (not target or any(not _checks.is_int(d) or (d <= 0 and d != -1) for d in target)
         or target.count(-1) > 1):
       raise JaxnnError(f"Reshape: target_shape must be positive ints with at most one -1, got "
                        f"{self.target_shape!r}")
-    object.__setattr__(self, "target_shape", target)
+    object.__setattr__(self, "target_shape", tuple(int(d) for d in target))
 
   def output_shape(self, input_shape):
     size, known = math.prod(input_shape), math.prod(d for d in self.target_shape if d != -1)
@@ -394,8 +395,9 @@ class BatchNormalization(WeightPenalties, Layer):
   _WEIGHTS: ClassVar[dict[str, str]] = {"gamma": "gamma", "beta": "beta"}
 
   def __post_init__(self):
-    if isinstance(self.axis, bool) or not isinstance(self.axis, int) or self.axis == 0:
+    if not _checks.is_int(self.axis) or self.axis == 0:
       raise JaxnnError(f"BatchNormalization: axis must be a non-zero int (0 is the batch axis), got {self.axis!r}")
+    object.__setattr__(self, "axis", int(self.axis))
     if not 0.0 <= self.momentum <= 1.0:
       raise JaxnnError(f"BatchNormalization: momentum must be in [0, 1], got {self.momentum!r}")
     if not self.epsilon > 0.0:

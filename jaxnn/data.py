@@ -118,8 +118,9 @@ def load_idx_dir(path: str | os.PathLike, *, num_classes: int | None = None,
   directory = pathlib.Path(path).expanduser().resolve()
   if num_classes is None:
     num_classes = 10
-  if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+  if isinstance(num_classes, (bool, np.bool_)) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
     raise DataError(f"num_classes: expected a positive int, found {num_classes!r}")
+  num_classes = int(num_classes)
   if not directory.exists():
     raise DataError(f"{directory}: expected a directory of IDX files, found nothing there")
   if not directory.is_dir():
@@ -514,7 +515,7 @@ def subset(dataset: Dataset, n_train: int | None = None, n_test: int | None = No
   never recorded under a size it did not have.
   """
   for arg, n, have in (("n_train", n_train, dataset.n_train), ("n_test", n_test, dataset.n_test)):
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+    if n is not None and (isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1):
       raise DataError(f"{arg}: expected a positive int or None, found {n!r}")
     if n is not None and n > have:
       raise DataError(f"{arg}: expected at most the {have:,} {arg[2:]} examples of {dataset.name!r}, found {n:,}")

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Mapping
 import jax
 import jax.numpy as jnp
 
+from jaxnn import _checks
 from jaxnn import activations
 from jaxnn import constraints
 from jaxnn import initializers
@@ -25,9 +26,11 @@ Params = dict[str, Any]
 Shape = tuple[int, ...]
 
 
-def _check_positive_int(layer: str, arg: str, value: Any) -> None:
-  if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+def _positive_int(layer: str, arg: str, value: Any) -> int:
+  """`value` as a Python int (a numpy int is converted, so configs stay JSON-clean), or raises."""
+  if not _checks.is_int(value) or value <= 0:
     raise JaxnnError(f"{layer}: {arg} must be a positive int, got {value!r}")
+  return int(value)
 
 
 class Layer:
@@ -195,9 +198,9 @@ class Dense(WeightPenalties, Layer):
   lora_alpha: float | None = None
 
   def __post_init__(self):
-    _check_positive_int("Dense", "units", self.units)
+    object.__setattr__(self, "units", _positive_int("Dense", "units", self.units))
     if self.lora_rank is not None:
-      _check_positive_int("Dense", "lora_rank", self.lora_rank)
+      object.__setattr__(self, "lora_rank", _positive_int("Dense", "lora_rank", self.lora_rank))
     check_names(self)
 
   def output_shape(self, input_shape: Shape) -> Shape:

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from jaxnn import activations
 from jaxnn import initializers
 from jaxnn.errors import JaxnnError
-from jaxnn.layers import Layer, WeightPenalties, _check_positive_int, check_names
+from jaxnn.layers import Layer, WeightPenalties, _positive_int, check_names
 
 Array = jax.Array
 Params = dict[str, Any]
@@ -51,7 +51,7 @@ class _Recurrent(WeightPenalties, Layer):
   _WEIGHTS: ClassVar[dict[str, str]] = {"kernel": "kernel", "recurrent_kernel": "recurrent", "bias": "bias"}
 
   def __post_init__(self):
-    _check_positive_int(type(self).__name__, "units", self.units)
+    object.__setattr__(self, "units", _positive_int(type(self).__name__, "units", self.units))
     check_names(self)
 
   @property

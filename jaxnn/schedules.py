@@ -17,6 +17,7 @@ from typing import Any
 import jax
 import optax
 
+from jaxnn import _checks
 from jaxnn.errors import JaxnnError
 
 
@@ -79,7 +80,7 @@ def _piecewise_constant(boundaries: tuple[int, ...], values: tuple[float, ...]) 
         f"schedule 'piecewise_constant' values: expected len(boundaries) + 1 = {len(boundaries) + 1} "
         f"values; got {len(values)}"
     )
-  if any(not isinstance(b, int) or isinstance(b, bool) for b in boundaries) or list(boundaries) != sorted(
+  if any(not _checks.is_int(b) for b in boundaries) or list(boundaries) != sorted(
       set(boundaries)
   ):
     raise JaxnnError(
@@ -195,7 +196,7 @@ def schedule(name: str, **kwargs: Any) -> Schedule:
     raise JaxnnError(f"schedule {canonical!r}: missing required arguments {missing}")
   for key, value in kwargs.items():
     low = 1 if key == "decay_steps" else 0
-    if key.endswith("steps") and (not isinstance(value, int) or isinstance(value, bool) or value < low):
+    if key.endswith("steps") and (not _checks.is_int(value) or value < low):
       raise JaxnnError(f"schedule {canonical!r} {key}: expected an int >= {low}; got {value!r}")
     # Learning rates: a negative one climbs the loss and a NaN one poisons every update, silently.
     rates = value if key == "values" and isinstance(value, (list, tuple)) else [value]
@@ -203,8 +204,12 @@ def schedule(name: str, **kwargs: Any) -> Schedule:
     bad = [v for v in rates if isinstance(v, bool) or isinstance(v, numbers.Real) and not (math.isfinite(v) and v >= 0)]
     if key in _RATE_ARGS and bad:
       raise JaxnnError(f"schedule {canonical!r} {key}: expected a finite learning rate >= 0; got {value!r}")
-  # Lists (boundaries, values) become tuples so that the schedule stays hashable.
-  frozen = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items()))
+  # Lists (boundaries, values) become tuples so that the schedule stays hashable; numpy ints (steps, boundaries)
+  # Python ints, so that the schedule's config stays JSON-clean.
+  def plain(v):
+    return int(v) if _checks.is_int(v) else v
+  frozen = tuple(sorted((k, tuple(plain(e) for e in v) if isinstance(v, (list, tuple)) else plain(v))
+                        for k, v in kwargs.items()))
   result = Schedule(canonical, frozen)
   try:
     result(0)  # Builds the optax schedule now, so bad arguments fail here and not in training.

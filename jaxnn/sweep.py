@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import numbers
 import sys
 import time
 from typing import Any, Sequence
@@ -199,11 +198,11 @@ def fit_many(model: Sequential, x: Any, y: Any, *, loss: Any, seeds: int | Seque
   y = training._check_xy(model, loss, x, y, "fit_many", training._NOT_MADE_YET, metrics)
   numerics.check_finite(x, "x")
   numerics.check_finite(y, "y")
-  _checks.check_int(epochs, "epochs", "fit_many", low=0)
+  epochs = _checks.check_int(epochs, "epochs", "fit_many", low=0)
   _checks.check_fraction(validation_split, "validation_split", "fit_many")
   x, y, validation_data = training._hold_out(x, y, validation_split, validation_data, "fit_many")
   n = len(x)
-  _checks.check_batch_size(batch_size, n, "fit_many")
+  batch_size = _checks.check_batch_size(batch_size, n, "fit_many")
   if validation_data is not None:
     x_val = training._as_float_inputs(validation_data[0], "validation_data x")
     y_val = training._check_xy(model, loss, x_val, validation_data[1], "validation_data", training._NOT_MADE_YET,
@@ -226,9 +225,10 @@ def fit_many(model: Sequential, x: Any, y: Any, *, loss: Any, seeds: int | Seque
   tx = tx if isinstance(tx, optax.GradientTransformation) else optimizers.get(tx)
   opt_values = {k: jnp.asarray(given[k], jnp.float32) for k in ("learning_rate", "weight_decay") if k in given}
   hparams = {k: jnp.asarray(given[k], jnp.float32) for k in ("l2", "dropout_rate") if k in given}
-  if data_seed is not None and (isinstance(data_seed, bool) or not isinstance(data_seed, numbers.Integral)
-                                or not 0 <= data_seed < 2**31):
-    raise JaxnnError(f"fit_many: data_seed must be None or an int in [0, 2**31), got {data_seed!r}")
+  if data_seed is not None:
+    if not _checks.is_int(data_seed) or not 0 <= data_seed < 2**31:
+      raise JaxnnError(f"fit_many: data_seed must be None or an int in [0, 2**31), got {data_seed!r}")
+    data_seed = int(data_seed)
   if checkpoint is not None and not isinstance(checkpoint, checkpoint_lib.Checkpointing):
     raise JaxnnError(f"fit_many: checkpoint must be a jaxnn.Checkpointing or None, got {checkpoint!r}")
   states = _init_many(jnp.asarray(seed_arr), opt_values, model=model, tx=tx, input_shape=x.shape[1:])
@@ -372,7 +372,7 @@ def per_example_grad_norms(model: Sequential, params: PyTree, x: Any, y: Any, *,
   Returns:
     A float32 array of shape (N,).
   """
-  if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+  if not _checks.is_int(batch_size) or batch_size < 1:
     raise JaxnnError(f"per_example_grad_norms: batch_size must be a positive int, got {batch_size!r}")
   params, state, x, y, loss = _per_example_inputs(model, params, x, y, loss, state, "per_example_grad_norms")
   return np.asarray(_grad_norms(params, state, jnp.asarray(x), jnp.asarray(y), model=model, loss=loss,

@@ -328,7 +328,7 @@ class EarlyStopping:
   restore_best_weights: bool = False
 
   def __post_init__(self):
-    _checks.check_int(self.patience, "patience", "EarlyStopping", low=0)
+    object.__setattr__(self, "patience", _checks.check_int(self.patience, "patience", "EarlyStopping", low=0))
     if self.mode not in ("auto", "min", "max"):
       raise JaxnnError(f"EarlyStopping: mode must be one of ['auto', 'min', 'max'], got {self.mode!r}")
     if not isinstance(self.monitor, str):
@@ -363,17 +363,19 @@ def _check_xy(model: Sequential, loss: losses_lib.Loss, x: np.ndarray, y: Any, w
 
 
 def _check_fit_args(epochs: Any, validation_split: Any, validation_data: Any, eval_batch_size: Any,
-                    key: Any, early_stopping: EarlyStopping | None, metrics: tuple[metrics_lib.Metric, ...]) -> None:
-  """The arguments of `fit` other than the data."""
-  _checks.check_int(epochs, "epochs", "fit", low=0)
+                    key: Any, early_stopping: EarlyStopping | None, metrics: tuple[metrics_lib.Metric, ...]
+                    ) -> tuple[int, int]:
+  """The arguments of `fit` other than the data; returns epochs and eval_batch_size as Python ints."""
+  epochs = _checks.check_int(epochs, "epochs", "fit", low=0)
   _checks.check_fraction(validation_split, "validation_split", "fit")
   if validation_data is not None:
     _checks.check_validation_data(validation_data)
-  _checks.check_int(eval_batch_size, "eval_batch_size", "fit", low=1)
+  eval_batch_size = _checks.check_int(eval_batch_size, "eval_batch_size", "fit", low=1)
   if key is not None:
     _checks.check_key(key)
   if early_stopping is not None:
     _checks.check_early_stopping(early_stopping, metrics, validation_data is not None or bool(validation_split))
+  return epochs, eval_batch_size
 
 
 def _hold_out(x: np.ndarray, y: np.ndarray, validation_split: float, validation_data: Any,
@@ -446,12 +448,14 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
   metrics = _resolve_metrics(metrics, loss)
   x = _as_float_inputs(x, "x")
   y = _check_xy(model, loss, x, y, "fit", params, metrics)
-  _check_fit_args(epochs, validation_split, validation_data, eval_batch_size, key, early_stopping, metrics)
+  epochs, eval_batch_size = _check_fit_args(epochs, validation_split, validation_data, eval_batch_size, key,
+                                            early_stopping, metrics)
   numerics.check_finite(x, "x")
   numerics.check_finite(y, "y")
-  if max_bad_steps is not None and (isinstance(max_bad_steps, bool) or not isinstance(max_bad_steps, int)
-                                    or max_bad_steps < 1):
-    raise JaxnnError(f"fit: max_bad_steps must be an int >= 1 or None (no guard), got {max_bad_steps!r}")
+  if max_bad_steps is not None:
+    if not _checks.is_int(max_bad_steps) or max_bad_steps < 1:
+      raise JaxnnError(f"fit: max_bad_steps must be an int >= 1 or None (no guard), got {max_bad_steps!r}")
+    max_bad_steps = int(max_bad_steps)
   n_all = len(x)
   x, y, validation_data = _hold_out(x, y, validation_split, validation_data, "fit")
   if len(x) < n_all:
@@ -459,7 +463,7 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
     if sample_weight is not None:
       sample_weight = np.asarray(sample_weight)[:-n_val]
   n = len(x)
-  _checks.check_batch_size(batch_size, n, "fit")
+  batch_size = _checks.check_batch_size(batch_size, n, "fit")
   weights = _checks.sample_weights(sample_weight, n)
   numerics.check_finite(weights, "sample_weight")
   if class_weight is not None:
@@ -599,7 +603,7 @@ def evaluate(model: Sequential, params: PyTree, x: Any, y: Any, *, loss: Any, me
   metrics = _resolve_metrics(metrics, loss)
   x = _as_float_inputs(x, "x")
   y = _check_xy(model, loss, x, y, "evaluate", params, metrics)
-  _checks.check_int(batch_size, "batch_size", "evaluate", low=1)
+  batch_size = _checks.check_int(batch_size, "batch_size", "evaluate", low=1)
   params, state = _params_and_state(model, params, state, x)
   totals = _eval_totals_jit(params, state, jnp.asarray(x), jnp.asarray(y), model=model, loss=loss,
                             metrics=metrics, batch_size=min(batch_size, len(x)))
@@ -611,7 +615,7 @@ def predict(model: Sequential, params: PyTree, x: Any, *, batch_size: int = 1024
   """The model's outputs (e.g. class probabilities) for x, computed in batches at inference."""
   x = _as_float_inputs(x, "x")
   _checks.check_batch(x, "predict")
-  _checks.check_int(batch_size, "batch_size", "predict", low=1)
+  batch_size = _checks.check_int(batch_size, "batch_size", "predict", low=1)
   _checks.check_params(model, params.params if isinstance(params, TrainState) else params, x.shape[1:], "predict")
   params, state = _params_and_state(model, params, state, x)
   return np.asarray(_predict_batches(params, state, jnp.asarray(x), model=model,

@@ -6,19 +6,23 @@ batches, model.init) are replaced by spies that record any call or lowering, and
 counts XLA backend compiles. `test_the_spies_see_a_compile` shows both fire on a valid call.
 """
 
+import json
 import re
 
 import jax
 import numpy as np
 import pytest
 
+from jaxnn import checkpoint
+from jaxnn import constraints
+from jaxnn import data
 from jaxnn import losses
 from jaxnn import metrics
 from jaxnn import models
 from jaxnn import optimizers
 from jaxnn import schedules
 from jaxnn import training
-from jaxnn.convolutional import Conv2D
+from jaxnn.convolutional import BatchNormalization, Conv2D, MaxPooling2D, Reshape
 from jaxnn.errors import JaxnnError
 from jaxnn.layers import Activation, Dense, Dropout, Flatten
 from jaxnn.recurrent import GRU, Bidirectional
@@ -353,3 +357,38 @@ def test_integer_inputs_are_converted_not_refused():
   out = predict(x=np.arange(10, dtype=np.int32).reshape(2, 5))
   assert out.shape == (2, 3) and out.dtype == np.float32
 
+
+
+
+def test_numpy_ints_are_ints():
+  """Every int argument takes a numpy int as Keras does (sizes are often computed with numpy) and keeps it as a
+  Python int: configs stay JSON-clean and equal to the Python-int ones. Bools and floats stay refused."""
+  i = np.int64
+  pairs = [(Dense(i(3), lora_rank=i(2)), Dense(3, lora_rank=2)),
+           (Conv2D(i(2), (i(3), 3), strides=i(1)), Conv2D(2, (3, 3), strides=1)),
+           (GRU(i(4)), GRU(4)), (Reshape((i(2), -1)), Reshape((2, -1))),
+           (BatchNormalization(axis=i(-1)), BatchNormalization(axis=-1)), (MaxPooling2D(i(2)), MaxPooling2D(2)),
+           (Dense(3, kernel_constraint=constraints.MaxNorm(axis=[i(0)])),
+            Dense(3, kernel_constraint=constraints.MaxNorm(axis=[0])))]
+  for with_numpy, plain in pairs:
+    assert with_numpy == plain and hash(with_numpy) == hash(plain), (with_numpy, plain)
+    assert json.dumps(with_numpy.config()) == json.dumps(plain.config())  # a numpy int would not serialize
+  assert type(Dense(i(3)).units) is int and type(constraints.UnitNorm(axis=i(0)).axis) is int
+  saving = checkpoint.Checkpointing("unused", every=i(2), keep=i(1))
+  assert (type(saving.every), type(saving.keep)) == (int, int)
+  assert type(training.EarlyStopping(patience=i(2)).patience) is int
+  lr = schedules.schedule("piecewise_constant", boundaries=[i(2)], values=[0.1, 0.01])
+  assert lr == schedules.schedule("piecewise_constant", boundaries=[2], values=[0.1, 0.01])
+  assert float(lr(3)) == pytest.approx(0.01) and json.dumps(dict(lr.kwargs))
+  assert data.subset(data.Dataset(X, Y, X, Y, name="d", source="s", num_classes=3), i(4), i(2)).n_train == 4
+
+  state, history = fit(batch_size=i(4), epochs=i(2), eval_batch_size=i(8), max_bad_steps=i(3),
+                       validation_data=(X, Y))
+  assert int(state.step) == 2 * N // 4 and len(history["loss"]) == 2 and json.dumps(history.to_dict())
+  assert evaluate(batch_size=i(5)) == evaluate(batch_size=5)
+  np.testing.assert_array_equal(predict(batch_size=i(5)), predict(batch_size=5))
+  for bad in (True, np.bool_(True), 2.0, np.float32(2)):
+    with pytest.raises(JaxnnError, match="units must be a positive int"):
+      Dense(bad)
+    with pytest.raises(JaxnnError, match="batch_size must be an int"):
+      fit(batch_size=bad)
