@@ -23,10 +23,10 @@ from typing import Any, ClassVar
 import jax
 import jax.numpy as jnp
 
+from jaxnn import _checks
 from jaxnn import activations
 from jaxnn import initializers
 from jaxnn.errors import JaxnnError
-from jaxnn import _checks
 from jaxnn.layers import Layer, WeightPenalties, _positive_int, check_names
 
 Array = jax.Array
