@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxnn import _checks
 from jaxnn import idx
 from jaxnn.errors import DataError
 from jaxnn.idx import read_idx  # noqa: F401  (part of this module's API)
@@ -118,7 +119,7 @@ def load_idx_dir(path: str | os.PathLike, *, num_classes: int | None = None,
   directory = pathlib.Path(path).expanduser().resolve()
   if num_classes is None:
     num_classes = 10
-  if isinstance(num_classes, (bool, np.bool_)) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+  if not _checks.is_int(num_classes) or num_classes < 1:
     raise DataError(f"num_classes: expected a positive int, found {num_classes!r}")
   num_classes = int(num_classes)
   if not directory.exists():
@@ -467,7 +468,7 @@ def one_hot(y: np.ndarray, num_classes: int) -> np.ndarray:
     float32 array of shape y.shape + (num_classes,).
   """
   y = np.asarray(y)
-  if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+  if not _checks.is_int(num_classes) or num_classes < 1:
     raise DataError(f"one_hot: expected num_classes a positive int, found {num_classes!r}")
   if y.dtype.kind not in "iu":
     raise DataError(f"one_hot: expected integer labels, found dtype {y.dtype}")
@@ -515,7 +516,7 @@ def subset(dataset: Dataset, n_train: int | None = None, n_test: int | None = No
   never recorded under a size it did not have.
   """
   for arg, n, have in (("n_train", n_train, dataset.n_train), ("n_test", n_test, dataset.n_test)):
-    if n is not None and (isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1):
+    if n is not None and (not _checks.is_int(n) or n < 1):
       raise DataError(f"{arg}: expected a positive int or None, found {n!r}")
     if n is not None and n > have:
       raise DataError(f"{arg}: expected at most the {have:,} {arg[2:]} examples of {dataset.name!r}, found {n:,}")

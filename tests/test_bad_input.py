@@ -358,8 +358,6 @@ def test_integer_inputs_are_converted_not_refused():
   assert out.shape == (2, 3) and out.dtype == np.float32
 
 
-
-
 def test_numpy_ints_are_ints():
   """Every int argument takes a numpy int as Keras does (sizes are often computed with numpy) and keeps it as a
   Python int: configs stay JSON-clean and equal to the Python-int ones. Bools and floats stay refused."""
