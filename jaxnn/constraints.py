@@ -133,6 +133,17 @@ _NAMES = {cls: name for name, cls in _REGISTRY.items()}
 _ALIASES = {cls.__name__: name for name, cls in _REGISTRY.items()}
 
 
+def keeps_nonfinite(constraint: Constraint | None) -> bool:
+  """True when `constraint` (as `get` returns it) is known to map weights with a NaN or infinite entry to
+  weights with one: None and the four built-ins (each multiplies or divides by a norm or a mask of the
+  weights themselves, and inf * 0 and inf / inf are NaN). A foreign callable may not (`jnp.nan_to_num`).
+
+  `fit`'s detecting epoch relies on it: a step with a non-finite gradient marks the params it touches as
+  NaN, and the mark must survive the later steps' updates and projections (`numerics.mark_nonfinite`).
+  """
+  return constraint is None or type(constraint) in _NAMES
+
+
 def names() -> list[str]:
   """Sorted canonical constraint names accepted by `get`."""
   return sorted(_REGISTRY)

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn import _checks
+from jaxnn import constraints
 from jaxnn.errors import JaxnnError
 from jaxnn.layers import Dropout
 from jaxnn.layers import Layer
@@ -154,6 +155,18 @@ class Sequential:
     """Applies every layer's constraints (after an optimizer update)."""
     return {name: layer.constrain(params[name])
             for name, layer in zip(self.layer_names, self.layers) if name in params}
+
+  def constraints_keep_nonfinite(self) -> bool:
+    """True when every constraint of every layer (wrapped layers included) is None or a built-in:
+    `constraints.keeps_nonfinite`."""
+    def walk(layer: Layer):
+      for field in dataclasses.fields(layer):  # type: ignore[arg-type]
+        value = getattr(layer, field.name)
+        if isinstance(value, Layer):
+          yield from walk(value)
+        elif field.name.endswith("_constraint"):
+          yield constraints.get(value)
+    return all(constraints.keeps_nonfinite(c) for layer in self.layers for c in walk(layer))
 
   def trainable_mask(self, params: Params) -> dict[str, dict[str, bool]]:
     """Pytree of bools, same structure as params: False for frozen arrays (a LoRA base kernel)."""

@@ -180,7 +180,8 @@ def train_step(state: TrainState, x: Array, y: Array, sample_weight: Array, mask
   stats = _batch_stats(total, y, y_pred, mask, metrics)
   if max_bad_steps is None:
     return update(state), stats
-  return numerics.guard(state, update, total, grads, stats, max_bad_steps, skip=skip_bad_steps)
+  return numerics.guard(state, update, total, grads, stats, max_bad_steps, skip=skip_bad_steps,
+                        mark_params=model.constraints_keep_nonfinite())
 
 
 def epoch_order(key: Array, epoch: int, n: int, shuffle: bool = True) -> np.ndarray:
@@ -230,7 +231,8 @@ def train_epoch(state: TrainState, x: Array, y: Array, sample_weight: Array, ord
   state, totals = _scan_sum(body, state, stats_shape, (idx, valid))
   if max_bad_steps is not None and not skip_bad_steps:
     state = state.replace(faults=numerics.clean_epoch(state.faults, idx.shape[0]))
-    totals = dict(totals, nonfinite=numerics.probe_flag(totals["nonfinite"]))
+    # The params too: a detecting step marks those of a non-finite gradient NaN (numerics.mark_nonfinite).
+    totals = dict(totals, nonfinite=numerics.probe_flag((totals["nonfinite"], state.params)))
   return state.replace(epoch=state.epoch + 1), totals
 
 

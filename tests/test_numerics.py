@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from jaxnn import checkpoint
+from jaxnn import constraints
 from jaxnn import losses
 from jaxnn import numerics
 from jaxnn import training
@@ -14,6 +15,8 @@ from jaxnn.convolutional import BatchNormalization
 from jaxnn.errors import JaxnnError
 from jaxnn.layers import Dense
 from jaxnn.models import Sequential
+from jaxnn.recurrent import LSTM
+from jaxnn.recurrent import Bidirectional
 
 LOSS = losses.get("sparse_categorical_crossentropy")
 MODEL = Sequential([Dense(8, activation="relu"), BatchNormalization(), Dense(3, activation="softmax")], name="bn")
@@ -138,6 +141,99 @@ def test_a_detecting_epoch_flags_a_bad_step_in_its_middle():
   state, totals = detect(fresh_state(), bad_x)
   assert int(totals["nonfinite"]) == 1 and int(state.faults["batches"]) == 4
   assert int(state.faults["skipped_steps"]) == 0
+
+
+def test_mark_nonfinite_sets_nan_where_a_gradient_is_not_finite_and_keeps_every_other_bit():
+  params = {"kernel": np.float32([[-0.0, 1e-40, 3.4e38], [2.5, -1e-42, 7.0]]), "bias": np.float32([0.0, -3.0]),
+            "count": np.int32([4])}
+  grads = {"kernel": np.float32([[1.0, -0.0, np.nan], [np.inf, 2.0, -np.inf]]), "bias": np.float32([-1e-45, 5.0]),
+           "count": np.int32([9])}
+  marked = jax.device_get(jax.jit(numerics.mark_nonfinite)(params, grads))
+  kernel_bad = ~np.isfinite(grads["kernel"])
+  assert np.all(np.isnan(marked["kernel"][kernel_bad]))
+  # Selected, not computed: -0.0 and the subnormals keep their bits (a multiply by 1 would flush these on XLA's CPU).
+  assert marked["kernel"][~kernel_bad].tobytes() == params["kernel"][~kernel_bad].tobytes()
+  assert marked["bias"].tobytes() == params["bias"].tobytes()
+  assert marked["count"].tobytes() == params["count"].tobytes()  # an integer leaf is left alone
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("name", constraints.names())
+def test_the_builtin_constraints_keep_a_nonfinite_entry(name, bad):
+  """What `constraints.keeps_nonfinite` promises for the built-ins: one bad entry in, a bad entry out (so a
+  detecting epoch's mark survives the projection after every later update)."""
+  constraint = constraints.get(name)
+  w = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+  w[2, 1] = bad
+  assert constraints.keeps_nonfinite(constraint)
+  assert not bool(numerics.all_finite(constraint(jnp.asarray(w))))
+
+
+def _heal(w):
+  return jnp.nan_to_num(w)
+
+
+def test_which_models_get_their_gradients_marked_in_the_params():
+  assert constraints.keeps_nonfinite(None) and not constraints.keeps_nonfinite(_heal)
+  assert Sequential([Dense(3, kernel_constraint="max_norm", bias_constraint=constraints.NonNeg()),
+                     BatchNormalization(gamma_constraint="unit_norm"),
+                     Bidirectional(LSTM(2, recurrent_constraint="min_max_norm"))]).constraints_keep_nonfinite()
+  assert not Sequential([Dense(3), Dense(2, bias_constraint=_heal)]).constraints_keep_nonfinite()
+  # A wrapped layer's constraints count too.
+  assert not Sequential([Bidirectional(LSTM(2, recurrent_constraint=_heal))]).constraints_keep_nonfinite()
+
+
+def _sqrt_abs(z):
+  """Finite everywhere, with a NaN derivative at 0 (sign(0) * inf): in a layer without bias, a row of zeros has
+  a finite loss and NaN gradients at every step."""
+  return jnp.sqrt(jnp.abs(z))
+
+
+@pytest.mark.parametrize("constraint", [None, "max_norm", "unit_norm", _heal])
+@pytest.mark.parametrize("bad_batch", [1, 3])
+def test_a_detecting_epoch_flags_a_finite_loss_with_nonfinite_gradients(constraint, bad_batch):
+  """Only the gradients are bad (the loss is finite), in the 2nd or in the last of 4 batches: the epoch is
+  flagged both ways the detecting step can mark it: in the params (built-in or no constraints; the mark must
+  survive the later steps and their projections) or in the summed statistics (a constraint that turns NaN
+  into numbers)."""
+  model = Sequential([Dense(4, activation=_sqrt_abs, use_bias=False, kernel_constraint=constraint), Dense(3, activation="softmax")])
+  x, y = data()
+  x[bad_batch * 10 + 4] = 0.0
+  state = training.create_train_state(model, model.init(jax.random.key(0), (5,)), "adam")
+  step = jax.jit(lambda s, x, y: training.train_step(s, x, y, jnp.ones(10), jnp.ones(10), model=model, loss=LOSS,
+                                                     max_bad_steps=3, skip_bad_steps=False))
+  _, stats = step(state, x[bad_batch * 10:][:10], y[bad_batch * 10:][:10])
+  assert np.isfinite(float(stats["loss"]["sum"]))
+  marked = model.constraints_keep_nonfinite()
+  assert marked == (constraint is not _heal)
+  assert len(stats["nonfinite"]) == (1 if marked else 4)  # the loss alone, or the loss and the 3 gradients
+  grads = jax.grad(lambda p: LOSS(jnp.asarray(y[:10]), model.apply(p, jnp.asarray(x[bad_batch * 10:][:10]))))(
+      state.params)
+  assert not bool(numerics.all_finite(grads))
+  detect = jax.jit(lambda s, x: training.train_epoch(s, x, y, jnp.ones(len(x)), jnp.arange(len(x)), model=model,
+                                                     loss=LOSS, metrics=(), batch_size=10, max_bad_steps=3,
+                                                     skip_bad_steps=False))
+  _, totals = detect(state, x)
+  assert int(totals["nonfinite"]) == 1
+  _, totals = detect(state, data()[0])
+  assert int(totals["nonfinite"]) == 0
+
+
+def test_a_bad_gradient_in_the_last_step_is_replayed_by_the_skipping_program(monkeypatch):
+  """fit, the bad step last in the epoch (the loss finite): only the params' mark tells; the run equals the
+  skipping program's, to the bit."""
+  monkeypatch.setattr(training, "_COMPILED", {})
+  model = Sequential([Dense(4, activation=_sqrt_abs, use_bias=False), Dense(3, activation="softmax")])
+  x, y = data()
+  x[35] = 0.0
+  params = model.init(jax.random.key(0), (5,))
+  state, history = training.fit(model, params, x, y, loss=LOSS, batch_size=10, shuffle=False, epochs=2, verbose=0)
+  assert history["skipped_steps"] == [1, 1] and guard_programs() == [False, True]
+  skipping = jax.device_put(training.create_train_state(model, params, "adam", key=jax.random.key(0)))
+  for epoch in range(2):
+    skipping, _ = training._train_epoch_jit(skipping, x, y, jnp.ones(len(x)), jnp.arange(len(x), dtype=jnp.int32),
+                                            model=model, loss=LOSS, metrics=(), batch_size=10, max_bad_steps=10)
+  assert bits(state) == bits(skipping) and numerics.all_finite(state.params)
 
 
 def fit_with_nan_rows(rows, monkeypatch, **kwargs):
