@@ -90,6 +90,12 @@ class Layer:
     """Projection applied to the params after each optimizer update."""
     return params
 
+  def constraints_keep_nonfinite(self) -> bool:
+    """True when `constrain` is known to keep a NaN or infinite entry non-finite (`constraints.keeps_nonfinite`;
+    `fit`'s NaN guard relies on it). Here: when `constrain` is this identity. A subclass that overrides
+    `constrain` answers False unless it overrides this too."""
+    return type(self).constrain is Layer.constrain
+
   def trainable(self, params: Params) -> dict[str, bool]:
     """Which of this layer's params the optimizer may change."""
     return {k: True for k in params}
@@ -173,6 +179,12 @@ class WeightPenalties:
       if con is not None and name in params and trainable[name]:
         params[name] = con(params[name])
     return params
+
+  def constraints_keep_nonfinite(self) -> bool:
+    if type(self).constrain is not WeightPenalties.constrain:
+      return False
+    return all(constraints.keeps_nonfinite(constraints.get(getattr(self, f"{prefix}_constraint")))
+               for prefix in self._WEIGHTS.values())
 
 
 @dataclasses.dataclass(frozen=True)

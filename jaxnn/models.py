@@ -14,7 +14,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn import _checks
-from jaxnn import constraints
 from jaxnn.errors import JaxnnError
 from jaxnn.layers import Dropout
 from jaxnn.layers import Layer
@@ -157,16 +156,10 @@ class Sequential:
             for name, layer in zip(self.layer_names, self.layers) if name in params}
 
   def constraints_keep_nonfinite(self) -> bool:
-    """True when every constraint of every layer (wrapped layers included) is None or a built-in:
-    `constraints.keeps_nonfinite`."""
-    def walk(layer: Layer):
-      for field in dataclasses.fields(layer):  # type: ignore[arg-type]
-        value = getattr(layer, field.name)
-        if isinstance(value, Layer):
-          yield from walk(value)
-        elif field.name.endswith("_constraint"):
-          yield constraints.get(value)
-    return all(constraints.keeps_nonfinite(c) for layer in self.layers for c in walk(layer))
+    """True when every layer's `constrain` is known to keep a NaN or infinite entry non-finite: no
+    constraints or built-in ones only, and no `constrain` of a layer's own (`Layer.constraints_keep_nonfinite`).
+    `fit`'s NaN guard marks non-finite gradients in the params only then (`numerics.mark_nonfinite`)."""
+    return all(layer.constraints_keep_nonfinite() for layer in self.layers)
 
   def trainable_mask(self, params: Params) -> dict[str, dict[str, bool]]:
     """Pytree of bools, same structure as params: False for frozen arrays (a LoRA base kernel)."""

@@ -258,6 +258,9 @@ class Bidirectional(Layer):
     return {"forward": self.layer.constrain(params["forward"]),
             "backward": self.backward_layer.constrain(params["backward"])}
 
+  def constraints_keep_nonfinite(self):
+    return type(self).constrain is Bidirectional.constrain and self.layer.constraints_keep_nonfinite()
+
   def trainable(self, params):
     return {"forward": self.layer.trainable(params["forward"]),
             "backward": self.backward_layer.trainable(params["backward"])}

@@ -1,6 +1,8 @@
 """The NaN guard: a non-finite step is skipped to the bit and counted; K in a row stop the run with a named
 error and leave the last good checkpoint; NaN / infinity in the data is reported before anything compiles."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -181,6 +183,21 @@ def test_which_models_get_their_gradients_marked_in_the_params():
   assert not Sequential([Dense(3), Dense(2, bias_constraint=_heal)]).constraints_keep_nonfinite()
   # A wrapped layer's constraints count too.
   assert not Sequential([Bidirectional(LSTM(2, recurrent_constraint=_heal))]).constraints_keep_nonfinite()
+  # So does a layer's own `constrain`: unknown, so not trusted, unless the layer says otherwise.
+  assert not Sequential([_HealingDense(3)]).constraints_keep_nonfinite()
+  assert Sequential([_ScaledDense(3)]).constraints_keep_nonfinite()
+
+
+@dataclasses.dataclass(frozen=True)
+class _HealingDense(Dense):
+  def constrain(self, params):
+    return jax.tree_util.tree_map(jnp.nan_to_num, params)
+
+
+@dataclasses.dataclass(frozen=True)
+class _ScaledDense(Dense):
+  def apply(self, params, x, **kwargs):
+    return 2.0 * super().apply(params, x, **kwargs)
 
 
 def _sqrt_abs(z):
