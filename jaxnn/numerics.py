@@ -48,9 +48,14 @@ def initial_faults() -> dict[str, Array]:
           "batches": jnp.zeros((), jnp.int32)}
 
 
+def _inexact(a: Any) -> bool:
+  """A floating-point (or complex) array: one that can hold NaN or infinity."""
+  return jnp.issubdtype(jnp.result_type(a), jnp.inexact)
+
+
 def _float_leaves(tree: PyTree) -> list[Array]:
   """The floating-point (and complex) leaves of `tree`: the ones that can hold NaN or infinity."""
-  return [a for a in jax.tree_util.tree_leaves(tree) if jnp.issubdtype(jnp.result_type(a), jnp.inexact)]
+  return [a for a in jax.tree_util.tree_leaves(tree) if _inexact(a)]
 
 
 def all_finite(tree: PyTree) -> Array:
@@ -83,7 +88,7 @@ def mark_nonfinite(params: PyTree, grads: PyTree) -> PyTree:
   non-finite; `probe_flag` over the epoch's final params sees it.
   """
   def mark(p, g):
-    if not (jnp.issubdtype(jnp.result_type(p), jnp.inexact) and jnp.issubdtype(jnp.result_type(g), jnp.inexact)):
+    if not (_inexact(p) and _inexact(g)):
       return p
     return jnp.where(jnp.isfinite(g), p, jnp.asarray(jnp.nan, p.dtype))
   return jax.tree_util.tree_map(mark, params, grads)

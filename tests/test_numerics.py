@@ -243,14 +243,10 @@ def test_a_bad_gradient_in_the_last_step_is_replayed_by_the_skipping_program(mon
   model = Sequential([Dense(4, activation=_sqrt_abs, use_bias=False), Dense(3, activation="softmax")])
   x, y = data()
   x[35] = 0.0
-  params = model.init(jax.random.key(0), (5,))
-  state, history = training.fit(model, params, x, y, loss=LOSS, batch_size=10, shuffle=False, epochs=2, verbose=0)
+  state, history = training.fit(model, model.init(jax.random.key(0), (5,)), x, y, loss=LOSS, batch_size=10,
+                                shuffle=False, epochs=2, verbose=0)
   assert history["skipped_steps"] == [1, 1] and guard_programs() == [False, True]
-  skipping = jax.device_put(training.create_train_state(model, params, "adam", key=jax.random.key(0)))
-  for epoch in range(2):
-    skipping, _ = training._train_epoch_jit(skipping, x, y, jnp.ones(len(x)), jnp.arange(len(x), dtype=jnp.int32),
-                                            model=model, loss=LOSS, metrics=(), batch_size=10, max_bad_steps=10)
-  assert bits(state) == bits(skipping) and numerics.all_finite(state.params)
+  assert bits(state) == bits(skipping_epochs(x, y, 2, model=model)) and numerics.all_finite(state.params)
 
 
 def fit_with_nan_rows(rows, monkeypatch, **kwargs):
@@ -288,14 +284,14 @@ def test_k_in_a_row_stop_the_run_and_keep_the_last_good_checkpoint(tmp_path, mon
   assert jax.device_get(good.state.faults) == {"skipped_steps": 3, "consecutive": 2, "batches": 4}
 
 
-def skipping_epochs(x, y, epochs, batch_size=10):
+def skipping_epochs(x, y, epochs, batch_size=10, model=MODEL):
   """`epochs` epochs of the skipping program alone, the way fit orders them (shuffle off)."""
-  state = jax.device_put(training.create_train_state(MODEL, MODEL.init(jax.random.key(0), (5,)), "adam",
-                                                     key=jax.random.key(0), model_state=MODEL.init_state((5,))))
+  state = jax.device_put(training.create_train_state(model, model.init(jax.random.key(0), (5,)), "adam",
+                                                     key=jax.random.key(0), model_state=model.init_state((5,))))
   for epoch in range(epochs):
     state, _ = training._train_epoch_jit(state, x, y, jnp.ones(len(x)), training.epoch_order(state.key, epoch, len(x),
                                                                                               False),
-                                         model=MODEL, loss=LOSS, metrics=(), batch_size=batch_size, max_bad_steps=10)
+                                         model=model, loss=LOSS, metrics=(), batch_size=batch_size, max_bad_steps=10)
   return state
 
 
