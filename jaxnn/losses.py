@@ -402,8 +402,10 @@ def class_weight_to_sample_weight(y_true: ArrayLike, class_weight: Mapping[int, 
 
 # --------------------------------------------------------------------------------------------- Loss
 def _options(name: str, fn: Callable[..., Any], kwargs: Any) -> tuple[tuple[str, Any], ...]:
-  """kwargs as sorted, hashable (key, value) pairs, checked against fn's keyword options."""
-  pairs = tuple(sorted(dict(kwargs).items()))
+  """kwargs as sorted, hashable (key, value) pairs, checked against fn's keyword options. numpy scalars
+  become the Python scalars of the same value (`k=np.int64(3)` is stored, shown and compared as `k=3`)."""
+  pairs = tuple(sorted((key, value.item() if isinstance(value, np.generic) else value)
+                       for key, value in dict(kwargs).items()))
   try:
     hash(pairs)
   except TypeError:

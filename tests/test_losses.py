@@ -414,6 +414,22 @@ def test_get_options():
     losses.Loss("weighted", losses.mean_squared_error, {"weights": [1, 2]})
 
 
+def test_numpy_scalar_options_become_python_scalars():
+  """np.float32 / np.bool_ options are stored as the Python scalars of the same value: equal, same hash, and
+  the same per-example losses to the bit."""
+  plain = losses.get("categorical_crossentropy", from_logits=True, label_smoothing=0.25)
+  from_numpy = losses.get("categorical_crossentropy", from_logits=np.bool_(True),
+                          label_smoothing=np.float32(0.25))
+  assert from_numpy.kwargs == (("from_logits", True), ("label_smoothing", 0.25))
+  assert [type(v) for _, v in from_numpy.kwargs] == [bool, float]
+  assert from_numpy == plain and hash(from_numpy) == hash(plain)
+  y = np.eye(3, dtype=np.float32)[[0, 2, 1, 1]]
+  logits = np.array([[2.0, -1.0, 0.5], [0.1, 0.2, 3.0], [-2.0, 1.0, 0.0], [0.3, 0.3, 0.3]], np.float32)
+  np.testing.assert_array_equal(from_numpy.per_example(y, logits), plain.per_example(y, logits))
+  tenth = losses.get("categorical_crossentropy", label_smoothing=np.float32(0.1)).kwargs
+  assert tenth == (("label_smoothing", float(np.float32(0.1))),)  # the float32's exact value, not 0.1
+
+
 def test_get_wraps_callables():
   def doubled_mae(y_true, y_pred, *, scale=2.0):
     return scale * losses.mean_absolute_error(y_true, y_pred)

@@ -272,6 +272,9 @@ def test_unknown_names_and_options():
     metrics.get("precision", average="samples")
   with pytest.raises(JaxnnError, match=r"recall: unknown option\(s\) \['k'\]"):
     metrics.get("recall", k=3)
+  top3 = metrics.get("sparse_top_k_categorical_accuracy", k=np.int64(3))  # a numpy int is stored as the int
+  assert top3 == metrics.get("sparse_top_k_categorical_accuracy", k=3)
+  assert "np.int64" not in repr(top3) and "('k', 3)" in repr(top3)
   with pytest.raises(JaxnnError, match=r"accuracy \(sparse_categorical_accuracy\): unknown option\(s\) "
                                        r"\['threshold'\]; accepted: none"):
     metrics.get("accuracy", loss="sparse_categorical_crossentropy", threshold=0.5)
