@@ -300,7 +300,20 @@ def _predict_batches(params, model_state, x, *, model, batch_size):
 # --------------------------------------------------------------------------------------------- history
 @dataclasses.dataclass
 class History:
-  """Per-epoch records, as Keras' History: `history["loss"]`, `history["val_accuracy"]`, `history["seconds"]`."""
+  """Per-epoch records, as Keras' History: `history["loss"]`, `history["val_accuracy"]`, `history["seconds"]`.
+
+  Attributes:
+    history: per-epoch lists: the loss and metrics (averaged over the epoch's applied steps), `val_*`,
+      `seconds` (the epoch's wall time: the compiled epoch, its logs and the validation pass; an epoch that
+      replays with the NaN guard's skipping program includes that program's first compile),
+      `learning_rate` (when the optimizer exposes it) and `skipped_steps` (with the guard).
+    epoch: the epoch numbers (1-based, counting from the start of the run when continued or resumed).
+    compile_seconds: this `fit` call's ahead-of-time compile of its epoch program and validation pass (loaded
+      from the persistent compilation cache when it is on). The small programs that build the initial train
+      state (`create_train_state`) and an epoch's logs compile outside it (the logs inside the first epoch's
+      `seconds`).
+    params: the call's `epochs`, `batch_size`, `steps` per epoch and training `samples`.
+  """
 
   history: dict[str, list[float]] = dataclasses.field(default_factory=dict)
   epoch: list[int] = dataclasses.field(default_factory=list)
