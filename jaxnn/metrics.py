@@ -22,6 +22,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from jaxnn import _checks
 from jaxnn import losses
 from jaxnn.errors import JaxnnError
 
@@ -141,7 +142,7 @@ def binary_accuracy(y_true: ArrayLike, y_pred: ArrayLike, *, threshold: float = 
 
 def _check_k(name: str, k: Any) -> None:
   """Raises unless k is an int >= 1."""
-  if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+  if not _checks.is_int(k) or k < 1:
     raise JaxnnError(f"{name}: k must be an int >= 1, found {k!r}")
 
 
@@ -239,7 +240,7 @@ def confusion_matrix(y_true: ArrayLike, y_pred_classes: ArrayLike, num_classes: 
     when concrete and are left out under `jit`.
   """
   name = "confusion_matrix"
-  if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1:
+  if not _checks.is_int(num_classes) or num_classes < 1:
     raise JaxnnError(f"{name}: num_classes must be an int >= 1, found {num_classes!r}")
   y_true, y_pred_classes = jnp.asarray(y_true), jnp.asarray(y_pred_classes)
   for arg, value in (("y_true", y_true), ("y_pred_classes", y_pred_classes)):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import numbers
 from collections.abc import Mapping
 from typing import Any, Sequence
 
@@ -231,7 +230,7 @@ def _check_forward_args(params: Any, x: Any) -> None:
 def _check_shape(input_shape: Sequence[int]) -> Shape:
   # Each size must already be an int: int(5.5) would quietly build a model for 5 features.
   ok = isinstance(input_shape, Sequence) and not isinstance(input_shape, str) and len(input_shape) > 0 and all(
-      isinstance(d, numbers.Integral) and not isinstance(d, bool) and d > 0 for d in input_shape)
+      _checks.is_int(d) and d > 0 for d in input_shape)
   if not ok:
     raise JaxnnError(f"input_shape: expected a tuple of positive ints (batch axis excluded), got {input_shape!r}")
   return tuple(int(d) for d in input_shape)
