@@ -5,6 +5,11 @@ over every time step; only the recurrent part runs in `jax.lax.scan` over time. 
 state (units,), or every step's (T, units) with `return_sequences`. Params: `kernel` (F, G * units),
 `recurrent_kernel` (units, G * units) and `bias`, the G gate blocks in Keras' order (LSTM: i, f, c, o;
 GRU: z, r, h), so weights carry over from Keras unchanged.
+
+`dropout` / `recurrent_dropout` drop a fraction of the inputs / of the previous hidden state where they enter
+the gates, while training, with masks drawn once per call and kept over every time step (Gal & Ghahramani
+2016), as Keras 3 does: with `recurrent_dropout`, each gate block gets its own input and recurrent mask;
+with `dropout` alone, one input mask serves every gate (the one-matmul projection stays one matmul).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any, ClassVar
 import jax
 import jax.numpy as jnp
 
+from jaxnn import _checks
 from jaxnn import activations
 from jaxnn import initializers
 from jaxnn.errors import JaxnnError
@@ -46,13 +52,23 @@ class _Recurrent(WeightPenalties, Layer):
   kernel_constraint: Any = None
   recurrent_constraint: Any = None
   bias_constraint: Any = None
+  dropout: float = 0.0
+  recurrent_dropout: float = 0.0
 
   _GATES: ClassVar[int] = 1
   _WEIGHTS: ClassVar[dict[str, str]] = {"kernel": "kernel", "recurrent_kernel": "recurrent", "bias": "bias"}
 
   def __post_init__(self):
     object.__setattr__(self, "units", _positive_int(type(self).__name__, "units", self.units))
+    for arg in ("dropout", "recurrent_dropout"):
+      _checks.check_fraction(getattr(self, arg), arg, self._where)
+      object.__setattr__(self, arg, float(getattr(self, arg)))
     check_names(self)
+
+  @property
+  def stochastic(self) -> bool:  # type: ignore[override]
+    """Whether training draws dropout masks (and so needs a key)."""
+    return self.dropout > 0.0 or self.recurrent_dropout > 0.0
 
   @property
   def _where(self) -> str:
@@ -85,22 +101,55 @@ class _Recurrent(WeightPenalties, Layer):
   def _initial_carry(self, batch: int, dtype: Any) -> Carry:
     return jnp.zeros((batch, self.units), dtype)
 
-  def _step(self, params: Params, carry: Carry, xw: Array) -> tuple[Carry, Array]:
-    """One time step: (carry, projected input (batch, G * units)) -> (carry, hidden state (batch, units))."""
+  def _step(self, params: Params, carry: Carry, xw: Array, masks: Array | None) -> tuple[Carry, Array]:
+    """One time step: (carry, projected input (batch, G * units), recurrent-dropout masks or None) ->
+    (carry, hidden state (batch, units))."""
     raise NotImplementedError
 
+  def _dropout_masks(self, key: Array, batch: int, features: int, dtype: Any) -> tuple[Array | None, Array | None]:
+    """Keras 3's masks for one call: inputs (n, batch, features) and hidden state (G, batch, units), each
+    entry 0 or 1 / (1 - rate); n is G with `recurrent_dropout`, else 1. None where the rate is 0."""
+    k_in, k_rec = jax.random.split(key)
+    gates = self._GATES if self.recurrent_dropout > 0.0 else 1
+
+    def mask(k, rate, shape):
+      return jax.random.bernoulli(k, 1.0 - rate, shape).astype(dtype) / (1.0 - rate)
+
+    inputs = mask(k_in, self.dropout, (gates, batch, features)) if self.dropout > 0.0 else None
+    hidden = (mask(k_rec, self.recurrent_dropout, (self._GATES, batch, self.units))
+              if self.recurrent_dropout > 0.0 else None)
+    return inputs, hidden
+
+  @staticmethod
+  def _gate_matmul(a: Array, kernel: Array, masks: Array | None) -> Array:
+    """`a @ kernel` (a: (..., batch, n), kernel: (n, G' * m)); with masks (G', batch, n) gate block g of the
+    result is `(a * masks[g]) @ kernel`'s block g (dropout before each gate's own matmul)."""
+    if masks is None:
+      return a @ kernel
+    gates, n = masks.shape[0], kernel.shape[0]
+    if gates == 1:
+      return (a * masks[0]) @ kernel
+    out = jnp.einsum("g...n,ngm->...gm", a * masks.reshape(gates, *(1,) * (a.ndim - 2), *masks.shape[1:]),
+                     kernel.reshape(n, gates, -1))
+    return out.reshape(*out.shape[:-2], -1)
+
   def apply(self, params, x, *, training=False, key=None):
-    del training, key
     if x.ndim != 3 or x.shape[-1] != params["kernel"].shape[0]:
       raise JaxnnError(f"{self._where}: expected inputs (batch, T, {params['kernel'].shape[0]}), got shape "
                        f"{tuple(x.shape)}")
+    input_masks = hidden_masks = None
+    if training and self.stochastic:
+      if key is None:
+        raise JaxnnError(f"{self._where}: training=True with dropout needs a PRNG key (pass key=... to apply)")
+      input_masks, hidden_masks = self._dropout_masks(key, x.shape[0], x.shape[-1], x.dtype)
     # Project every step's input at once (one large matmul) and scan time-major over the projections.
-    xw_TxBxG = jnp.swapaxes(x @ params["kernel"] + self._input_bias(params), 0, 1)
+    x_TxBxF = jnp.swapaxes(x, 0, 1)
+    xw_TxBxG = self._gate_matmul(x_TxBxF, params["kernel"], input_masks) + self._input_bias(params)
     if self.go_backwards:
       xw_TxBxG = jnp.flip(xw_TxBxG, 0)
 
     def step(carry, xw_BxG):
-      carry, h_BxU = self._step(params, carry, xw_BxG)
+      carry, h_BxU = self._step(params, carry, xw_BxG, hidden_masks)
       return carry, (h_BxU if self.return_sequences else None)
 
     carry, hs_TxBxU = jax.lax.scan(step, self._initial_carry(x.shape[0], xw_TxBxG.dtype), xw_TxBxG,
@@ -114,8 +163,8 @@ class _Recurrent(WeightPenalties, Layer):
 class SimpleRNN(_Recurrent):
   """Fully connected recurrence: `h_t = activation(x_t @ kernel + h_{t-1} @ recurrent_kernel + bias)`."""
 
-  def _step(self, params, carry, xw):
-    h = activations.get(self.activation)(xw + carry @ params["recurrent_kernel"])
+  def _step(self, params, carry, xw, masks):
+    h = activations.get(self.activation)(xw + self._gate_matmul(carry, params["recurrent_kernel"], masks))
     return h, h
 
 
@@ -143,9 +192,9 @@ class LSTM(_Recurrent):
     zeros = jnp.zeros((batch, self.units), dtype)
     return zeros, zeros  # (h, c): apply returns carry[0]
 
-  def _step(self, params, carry, xw):
+  def _step(self, params, carry, xw, masks):
     h, c = carry
-    z = xw + h @ params["recurrent_kernel"]
+    z = xw + self._gate_matmul(h, params["recurrent_kernel"], masks)
     i, f, g, o = jnp.split(z, 4, axis=-1)
     act, gate = activations.get(self.activation), activations.get(self.recurrent_activation)
     c = gate(f) * c + gate(i) * act(g)
@@ -177,22 +226,24 @@ class GRU(_Recurrent):
       return 0.0
     return params["bias"][0] if self.reset_after else params["bias"]
 
-  def _step(self, params, carry, xw):
+  def _step(self, params, carry, xw, masks):
     h, kernel, u = carry, params["recurrent_kernel"], self.units
     act, gate = activations.get(self.activation), activations.get(self.recurrent_activation)
     x_z, x_r, x_h = jnp.split(xw, 3, axis=-1)
     if self.reset_after:
-      hr = h @ kernel
+      hr = self._gate_matmul(h, kernel, masks)
       if self.use_bias:
         hr = hr + params["bias"][1]
       h_z, h_r, h_h = jnp.split(hr, 3, axis=-1)
       z, r = gate(x_z + h_z), gate(x_r + h_r)
       candidate = act(x_h + r * h_h)
     else:
-      h_z, h_r = jnp.split(h @ kernel[:, :2 * u], 2, axis=-1)
+      h_z, h_r = jnp.split(self._gate_matmul(h, kernel[:, :2 * u], None if masks is None else masks[:2]), 2,
+                           axis=-1)
       z, r = gate(x_z + h_z), gate(x_r + h_r)
-      candidate = act(x_h + (r * h) @ kernel[:, 2 * u:])
-    h = z * h + (1.0 - z) * candidate
+      h_h = h if masks is None else h * masks[2]
+      candidate = act(x_h + (r * h_h) @ kernel[:, 2 * u:])
+    h = z * h + (1.0 - z) * candidate  # the unmasked state, as in Keras
     return h, h
 
 
@@ -235,9 +286,16 @@ class Bidirectional(Layer):
     backward, _ = self.backward_layer.init(k_backward, input_shape)
     return {"forward": forward, "backward": backward}, self.output_shape(input_shape)
 
+  @property
+  def stochastic(self) -> bool:  # type: ignore[override]
+    return self.layer.stochastic
+
   def apply(self, params, x, *, training=False, key=None):
-    y_f = self.layer.apply(params["forward"], x, training=training, key=key)
-    y_b = self.backward_layer.apply(params["backward"], x, training=training, key=key)
+    k_f = k_b = None
+    if key is not None:  # each direction draws its own dropout masks
+      k_f, k_b = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
+    y_f = self.layer.apply(params["forward"], x, training=training, key=k_f)
+    y_b = self.backward_layer.apply(params["backward"], x, training=training, key=k_b)
     if self.layer.return_sequences:
       y_b = jnp.flip(y_b, axis=1)
     if self.merge_mode == "concat":

@@ -169,6 +169,41 @@ def test_fit_trains_a_recurrent_model():
   assert history["loss"][-1] < 0.6 * history["loss"][0]
 
 
+def test_dropout_makes_the_layer_stochastic_and_fit_trains_with_it():
+  assert not LSTM(4).stochastic and LSTM(4, dropout=0.2).stochastic and GRU(4, recurrent_dropout=0.1).stochastic
+  assert Bidirectional(SimpleRNN(3, dropout=0.5)).stochastic and not Bidirectional(SimpleRNN(3)).stochastic
+  assert LSTM(4, dropout=0.25, recurrent_dropout=np.float32(0.5)).config() == {
+      "units": 4, "dropout": 0.25, "recurrent_dropout": 0.5}
+  model = Sequential([LSTM(8, dropout=0.2, recurrent_dropout=0.2), Dense(2, activation="softmax")])
+  assert model.stochastic
+  params = model.init(KEY, (6, 2))
+  x = RNG.normal(size=(96, 6, 2)).astype(np.float32)
+  with pytest.raises(JaxnnError, match="training=True with dropout needs a PRNG key"):
+    model.apply(params, x, training=True)
+  # Inference ignores the masks: no key needed, and the same output as without dropout.
+  plain = Sequential([LSTM(8), Dense(2, activation="softmax")])
+  np.testing.assert_array_equal(np.asarray(model.apply(params, x)), np.asarray(plain.apply(params, x)))
+  y = (x[:, :, 0].sum(axis=1) > 0).astype(np.int32)
+  _, history = training.fit(model, params, x, y, loss="sparse_categorical_crossentropy",
+                            optimizer=optimizers.OptimizerConfig("adam", learning_rate=0.01), epochs=8,
+                            batch_size=16, verbose=0, key=KEY)
+  assert history["loss"][-1] < 0.8 * history["loss"][0]
+
+
+def test_bidirectional_directions_draw_their_own_masks():
+  layer = Bidirectional(SimpleRNN(U, dropout=0.5, return_sequences=True), merge_mode="sum")
+  params, _ = layer.init(KEY, (T, F))
+  params = {"forward": params["forward"], "backward": params["forward"]}  # the same weights both ways
+  x = jnp.asarray(RNG.normal(size=(B, T, F)).astype(np.float32))
+  k_f, k_b = jax.random.fold_in(KEY, 0), jax.random.fold_in(KEY, 1)
+  forward = layer.layer.apply(params["forward"], x, training=True, key=k_f)
+  backward = jnp.flip(layer.backward_layer.apply(params["backward"], x, training=True, key=k_b), axis=1)
+  np.testing.assert_allclose(np.asarray(layer.apply(params, x, training=True, key=KEY)),
+                             np.asarray(forward + backward), rtol=1e-6)
+  same_key = jnp.flip(layer.backward_layer.apply(params["backward"], x, training=True, key=k_f), axis=1)
+  assert not np.allclose(np.asarray(backward), np.asarray(same_key))
+
+
 # ------------------------------------------------------------------------------------------ errors
 def test_errors_name_the_layer_and_the_shapes():
   with pytest.raises(JaxnnError, match=r"LSTM\(64\): expected inputs \(T, F\), got shape \(28, 28, 1\)"):
@@ -186,3 +221,11 @@ def test_errors_name_the_layer_and_the_shapes():
     Bidirectional(LSTM(3), merge_mode="max")
   with pytest.raises(JaxnnError, match="activity_regularizer needs merge_mode='concat'"):
     Bidirectional(LSTM(3, activity_regularizer="l2"), merge_mode="sum")
+  with pytest.raises(JaxnnError, match=r"LSTM\(3\): dropout must be in \[0, 1\), got 1.0"):
+    LSTM(3, dropout=1.0)
+  with pytest.raises(JaxnnError, match=r"GRU\(3\): recurrent_dropout must be in \[0, 1\), got -0.1"):
+    GRU(3, recurrent_dropout=-0.1)
+  with pytest.raises(JaxnnError, match=r"SimpleRNN\(3\): dropout must be in \[0, 1\), got '0.5'"):
+    SimpleRNN(3, dropout="0.5")
+  with pytest.raises(JaxnnError, match=r"recurrent_dropout must be in \[0, 1\), got True"):
+    SimpleRNN(3, recurrent_dropout=True)
