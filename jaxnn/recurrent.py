@@ -122,15 +122,14 @@ class _Recurrent(WeightPenalties, Layer):
 
   @staticmethod
   def _gate_matmul(a: Array, kernel: Array, masks: Array | None) -> Array:
-    """`a @ kernel` (a: (..., batch, n), kernel: (n, G' * m)); with masks (G', batch, n) gate block g of the
-    result is `(a * masks[g]) @ kernel`'s block g (dropout before each gate's own matmul)."""
+    """`a @ kernel` (a: (..., n), kernel: (n, G' * m)); with masks (G', ...) broadcasting against `a`, gate
+    block g of the result is `(a * masks[g]) @ kernel`'s block g (dropout before each gate's own matmul)."""
     if masks is None:
       return a @ kernel
     gates, n = masks.shape[0], kernel.shape[0]
     if gates == 1:
       return (a * masks[0]) @ kernel
-    out = jnp.einsum("g...n,ngm->...gm", a * masks.reshape(gates, *(1,) * (a.ndim - 2), *masks.shape[1:]),
-                     kernel.reshape(n, gates, -1))
+    out = jnp.einsum("g...n,ngm->...gm", a * masks, kernel.reshape(n, gates, -1))
     return out.reshape(*out.shape[:-2], -1)
 
   def apply(self, params, x, *, training=False, key=None):
@@ -143,8 +142,8 @@ class _Recurrent(WeightPenalties, Layer):
         raise JaxnnError(f"{self._where}: training=True with dropout needs a PRNG key (pass key=... to apply)")
       input_masks, hidden_masks = self._dropout_masks(key, x.shape[0], x.shape[-1], x.dtype)
     # Project every step's input at once (one large matmul) and scan time-major over the projections.
-    x_TxBxF = jnp.swapaxes(x, 0, 1)
-    xw_TxBxG = self._gate_matmul(x_TxBxF, params["kernel"], input_masks) + self._input_bias(params)
+    masks = None if input_masks is None else input_masks[:, :, None, :]  # the same mask at every step
+    xw_TxBxG = jnp.swapaxes(self._gate_matmul(x, params["kernel"], masks) + self._input_bias(params), 0, 1)
     if self.go_backwards:
       xw_TxBxG = jnp.flip(xw_TxBxG, 0)
 
