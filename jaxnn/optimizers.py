@@ -23,10 +23,9 @@ and where they differ (the test keeps each as a strict xfail with its measured s
 * nadam: Keras implements Dozat's momentum schedule (mu_t = b1 (1 - 0.5 * 0.96**t),
   its running product in the bias correction); optax.nadam is Adam with a Nesterov
   step. Same family, not the same numbers; optax has no Keras-style Nadam to map onto.
-* sgd momentum with a schedule: Keras accumulates `lr_t * g`, optax.sgd accumulates
-  `g` and scales the sum by the current lr; identical for a constant lr (rmsprop
-  scales before its momentum, as Keras does). Momentum 0 builds no momentum buffer,
-  as in Keras.
+* sgd with momentum is built as Keras' (`_keras_sgd`: scale by the learning rate,
+  then the momentum trace), not as optax.sgd (trace, then scale), which differs once a
+  schedule moves the learning rate. Momentum 0 builds no momentum buffer, as in Keras.
 * `weight_decay`: Keras 3 decays every optimizer's weights decoupled from the
   gradient, w <- w - lr * wd * w. adamw and lion do this inside optax; for the
   others jaxnn chains `optax.add_decayed_weights(-lr * wd)` after the step.
@@ -73,6 +72,16 @@ class _Spec:
   decay_in_alias: bool = False  # The optax alias applies decoupled, lr-scaled decay itself.
 
 
+def _keras_sgd(learning_rate: Any, momentum: Any = None, nesterov: bool = False) -> optax.GradientTransformation:
+  """Keras' SGD from optax's parts: the gradient is scaled by the learning rate *before* the momentum trace,
+  so the velocity accumulates lr_t * g as Keras' does (v = momentum * v - lr_t * g; nesterov steps
+  momentum * v - lr_t * g). optax.sgd traces g and scales the sum by the current lr, which differs from
+  Keras once a schedule moves the learning rate. Without momentum it is optax.sgd."""
+  if momentum is None:
+    return optax.sgd(learning_rate)
+  return optax.chain(optax.scale_by_learning_rate(learning_rate), optax.trace(decay=momentum, nesterov=nesterov))
+
+
 _ADAM_DEFAULTS = {"b1": 0.9, "b2": 0.999, "eps": 1e-7}
 _SPECS: dict[str, _Spec] = {
     "adadelta": _Spec(optax.adadelta, 0.001, {"rho": 0.95, "eps": 1e-7}),
@@ -88,7 +97,7 @@ _SPECS: dict[str, _Spec] = {
         {"rho": 0.9, "eps": 1e-7, "momentum": 0.0, "centered": False},
         renames={"rho": "decay"},
     ),
-    "sgd": _Spec(optax.sgd, 0.01, {"momentum": 0.0, "nesterov": False}),
+    "sgd": _Spec(_keras_sgd, 0.01, {"momentum": 0.0, "nesterov": False}),
 }
 _CLIPS = ("clipnorm", "global_clipnorm", "clipvalue")
 # Keras' argument names, accepted as synonyms.

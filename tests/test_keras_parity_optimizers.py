@@ -104,8 +104,6 @@ _ADAMAX_EPS = ("Keras divides by max(b2*u, |g|) + eps, optax.adamax by u = max(b
                "into the decayed maximum")
 _NADAM = ("Keras' Nadam is Dozat's, with the momentum schedule mu_t = b1 * (1 - 0.5 * 0.96**t) and its product in the "
           "bias correction; optax.nadam is Adam with a Nesterov step and constant b1")
-_SGD_SCHEDULE = ("Keras' SGD momentum accumulates lr_t * g (m = mu*m - lr_t*g), optax.sgd accumulates g and scales "
-                 "the sum by the current lr_t; the same only for a constant learning rate")
 
 DEFAULT_CASES = [
     _case("SGD"),
@@ -161,8 +159,10 @@ SCHEDULE_CASES = [
     _case("SGD", learning_rate=_EXPONENTIAL),
     _case("SGD", learning_rate=Sched("ExponentialDecay", initial_learning_rate=0.01, decay_steps=5, decay_rate=0.5,
                                      staircase=True)),
-    _case("SGD", learning_rate=_EXPONENTIAL, momentum=0.9,
-          marks=_differs(f"{_SGD_SCHEDULE}: max rel diff 1.4 (abs 7.8) after 20 steps")),
+    # Keras' velocity accumulates lr_t * g: jaxnn scales before its momentum trace (optax.sgd after it:
+    # max rel diff 1.4 after 20 steps here).
+    _case("SGD", learning_rate=_EXPONENTIAL, momentum=0.9),
+    _case("SGD", learning_rate=_EXPONENTIAL, momentum=0.9, nesterov=True),
     # optax.rmsprop scales by the learning rate before its momentum trace, as Keras does.
     _case("RMSprop", learning_rate=_EXPONENTIAL, momentum=0.9),
     _case("RMSprop", learning_rate=Sched("CosineDecay", initial_learning_rate=0.01, decay_steps=15, alpha=0.1)),
