@@ -152,16 +152,18 @@ class WeightPenalties:
 
   _WEIGHTS: ClassVar[Mapping[str, str]] = {"kernel": "kernel", "bias": "bias"}
 
-  def _penalized(self, params: Params, name: str) -> Array:
-    """The array a weight regularizer sees (Dense with LoRA penalizes the effective kernel)."""
-    return params[name]
+  def penalized(self, params: Params, name: str) -> list[Array]:
+    """The arrays weight `name`'s regularizer sees: the weight itself (Dense with LoRA: its trainable factors
+    in place of the frozen kernel, as Keras does)."""
+    return [params[name]]
 
   def regularization(self, params: Params) -> Array:
     total = jnp.zeros((), jnp.float32)
     for name, prefix in self._WEIGHTS.items():
       reg = regularizers.get(getattr(self, f"{prefix}_regularizer"))
       if reg is not None and name in params:
-        total = total + reg(self._penalized(params, name))
+        for array in self.penalized(params, name):
+          total = total + reg(array)
     return total
 
   def activity_penalty(self, outputs: Array) -> Array:
@@ -193,7 +195,9 @@ class Dense(WeightPenalties, Layer):
 
   With `lora_rank`, the base kernel is frozen and a trainable low-rank update is learned:
   `kernel + (lora_alpha / lora_rank) * lora_a @ lora_b`, with `lora_a` He-uniform and `lora_b` zeros
-  (so training starts from the base layer), `lora_alpha` defaulting to the rank, as in Keras.
+  (so training starts from the base layer), `lora_alpha` defaulting to the rank, as in Keras. As in Keras,
+  `kernel_regularizer` then penalizes the trainable factors `lora_a` and `lora_b` (not the frozen kernel),
+  and a `kernel_constraint` is refused: nothing would apply it.
   """
 
   units: int
@@ -213,6 +217,10 @@ class Dense(WeightPenalties, Layer):
     object.__setattr__(self, "units", _positive_int("Dense", "units", self.units))
     if self.lora_rank is not None:
       object.__setattr__(self, "lora_rank", _positive_int("Dense", "lora_rank", self.lora_rank))
+      if self.kernel_constraint is not None:
+        raise JaxnnError(f"Dense({self.units}): kernel_constraint cannot be combined with lora_rank (the base "
+                         f"kernel is frozen and the LoRA factors are not constrained; Keras refuses it too), got "
+                         f"kernel_constraint={self.kernel_constraint!r}")
     check_names(self)
 
   def output_shape(self, input_shape: Shape) -> Shape:
@@ -251,8 +259,10 @@ class Dense(WeightPenalties, Layer):
       y = y + params["bias"]
     return activations.get(self.activation)(y)
 
-  def _penalized(self, params, name):
-    return self.kernel(params) if name == "kernel" else params[name]
+  def penalized(self, params, name):
+    if name == "kernel" and self.lora_rank is not None:
+      return [params["lora_a"], params["lora_b"]]
+    return [params[name]]
 
   def trainable(self, params):
     return {k: not (k == "kernel" and self.lora_rank is not None) for k in params}

@@ -142,11 +142,15 @@ class Sequential:
     return total
 
   def kernel_sum_of_squares(self, params: Params) -> Array:
-    """Sum of squares of every layer's `kernel`: the penalty `kernel_regularizer=L2(1.0)` on each layer adds."""
+    """Sum of squares of every layer's `kernel` (a LoRA Dense: its factors): the penalty
+    `kernel_regularizer=L2(1.0)` on each layer adds."""
     total = jnp.zeros((), jnp.float32)
-    for name in self.layer_names:
-      if "kernel" in params.get(name, {}):
-        total = total + jnp.sum(jnp.square(params[name]["kernel"]))
+    for name, layer in zip(self.layer_names, self.layers):
+      layer_params = params.get(name, {})
+      if "kernel" in layer_params:
+        arrays = layer.penalized(layer_params, "kernel") if hasattr(layer, "penalized") else [layer_params["kernel"]]
+        for array in arrays:
+          total = total + jnp.sum(jnp.square(array))
     return total
 
   def constrain(self, params: Params) -> Params:

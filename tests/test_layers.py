@@ -74,6 +74,19 @@ def test_lora_starts_from_the_base_layer_and_freezes_the_kernel():
   np.testing.assert_array_equal(grads["kernel"], np.zeros((6, 4)))  # stop_gradient: frozen base
 
 
+def test_lora_kernel_regularizer_penalizes_the_factors_not_the_frozen_kernel():
+  """As Keras: the regularizer is on the trainable factors; the frozen kernel carries no penalty."""
+  from jaxnn.models import Sequential
+  layer = Dense(3, lora_rank=2, kernel_regularizer=regularizers.L2(0.5), bias_regularizer=regularizers.L1(2.0))
+  params = {"kernel": jnp.full((4, 3), 10.0), "bias": jnp.array([1.0, -2.0, 0.0]),
+            "lora_a": jnp.arange(8.0).reshape(4, 2), "lora_b": jnp.ones((2, 3))}
+  expected = 0.5 * (np.sum(np.arange(8.0) ** 2) + 6.0) + 2.0 * 3.0
+  assert float(layer.regularization(params)) == pytest.approx(expected)
+  # fit_many's traced l2 adds l2 * this sum: the same arrays.
+  model = Sequential([Dense(3, lora_rank=2)])
+  assert float(model.kernel_sum_of_squares({"dense_0": params})) == pytest.approx(np.sum(np.arange(8.0) ** 2) + 6.0)
+
+
 def test_lora_alpha_scales_the_update():
   params = {"kernel": jnp.zeros((2, 2)), "bias": jnp.zeros(2), "lora_a": jnp.eye(2), "lora_b": jnp.eye(2)}
   x = jnp.array([[1.0, 2.0]])
@@ -118,6 +131,8 @@ def test_flatten_and_activation_layers():
     ({"units": 0}, "units must be a positive int, got 0"),
     ({"units": 2.5}, "units must be a positive int"),
     ({"units": 2, "lora_rank": 0}, "lora_rank must be a positive int"),
+    ({"units": 2, "lora_rank": 1, "kernel_constraint": "non_neg"},
+     r"Dense\(2\): kernel_constraint cannot be combined with lora_rank .* got kernel_constraint='non_neg'"),
 ])
 def test_dense_bad_arguments(kwargs, message):
   with pytest.raises(JaxnnError, match=message):
