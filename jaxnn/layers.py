@@ -90,6 +90,11 @@ class Layer:
     """Projection applied to the params after each optimizer update."""
     return params
 
+  def penalized(self, params: Params, name: str) -> list[Array]:
+    """The arrays weight `name`'s regularizer sees: the weight itself (Dense with LoRA: its trainable factors
+    in place of the frozen kernel, as Keras does)."""
+    return [params[name]]
+
   def constraints_keep_nonfinite(self) -> bool:
     """True when `constrain` is known to keep a NaN or infinite entry non-finite (`constraints.keeps_nonfinite`;
     `fit`'s NaN guard relies on it). Here: when `constrain` is this identity. A subclass that overrides
@@ -151,11 +156,6 @@ class WeightPenalties:
   """
 
   _WEIGHTS: ClassVar[Mapping[str, str]] = {"kernel": "kernel", "bias": "bias"}
-
-  def penalized(self, params: Params, name: str) -> list[Array]:
-    """The arrays weight `name`'s regularizer sees: the weight itself (Dense with LoRA: its trainable factors
-    in place of the frozen kernel, as Keras does)."""
-    return [params[name]]
 
   def regularization(self, params: Params) -> Array:
     total = jnp.zeros((), jnp.float32)

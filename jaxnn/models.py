@@ -148,8 +148,7 @@ class Sequential:
     for name, layer in zip(self.layer_names, self.layers):
       layer_params = params.get(name, {})
       if "kernel" in layer_params:
-        arrays = layer.penalized(layer_params, "kernel") if hasattr(layer, "penalized") else [layer_params["kernel"]]
-        for array in arrays:
+        for array in layer.penalized(layer_params, "kernel"):
           total = total + jnp.sum(jnp.square(array))
     return total
 
