@@ -41,8 +41,10 @@ from jaxnn.errors import JaxnnError
 from jaxnn.layers import Activation
 from jaxnn.layers import Dense
 from jaxnn.layers import Dropout
+from jaxnn.layers import Embedding
 from jaxnn.layers import Flatten
 from jaxnn.layers import Layer
+from jaxnn.layers import Masking
 from jaxnn.models import Sequential
 from jaxnn.numerics import NonFiniteError
 from jaxnn.optimizers import OptimizerConfig
@@ -70,7 +72,7 @@ __all__ = [
     "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "LSTM",
     "MaxPooling1D", "MaxPooling2D", "Reshape", "SimpleRNN", "convolutional", "recurrent",
     "CheckpointError", "Checkpointing", "NonFiniteError", "checkpoint", "numerics",
-    "Activation", "DataError", "Dense", "Dropout", "EarlyStopping", "Flatten", "History", "JaxnnError", "Layer",
+    "Activation", "DataError", "Dense", "Dropout", "EarlyStopping", "Embedding", "Masking", "Flatten", "History", "JaxnnError", "Layer",
     "OptimizerConfig", "Sequential", "TrainState", "activations", "constraints", "create_train_state", "data",
     "evaluate", "fit", "initializers", "losses", "metrics", "optimizers", "predict", "predict_classes",
     "regularizers", "train_step", "training",

@@ -325,8 +325,27 @@ class GlobalMaxPooling2D(_GlobalPool):
 
 @dataclasses.dataclass(frozen=True)
 class GlobalAveragePooling1D(_GlobalPool):
+  """Mean over the steps; with a step mask (Embedding(mask_zero=True), Masking), over the real steps only
+  (a sequence with none gives zeros, where Keras divides 0 by 0)."""
+
   _RANK: ClassVar[int] = 1
   _MAX: ClassVar[bool] = False
+  supports_masking: ClassVar[bool] = True
+  uses_step_mask: ClassVar[bool] = True
+
+  def output_masked(self, input_masked):
+    del input_masked
+    return False
+
+  def apply(self, params, x, *, training=False, key=None, step_mask=None):
+    if step_mask is None:
+      return super().apply(params, x, training=training, key=key)
+    if tuple(step_mask.shape) != tuple(x.shape[:2]):
+      raise JaxnnError(f"GlobalAveragePooling1D: expected step_mask of shape {tuple(x.shape[:2])} (batch, T), "
+                       f"got {tuple(step_mask.shape)}")
+    w = step_mask.astype(x.dtype)[..., None]
+    count = jnp.maximum(jnp.sum(w, axis=1, keepdims=self.keepdims), 1.0)
+    return jnp.sum(w * x, axis=1, keepdims=self.keepdims) / count
 
 
 @dataclasses.dataclass(frozen=True)
@@ -393,6 +412,7 @@ class BatchNormalization(WeightPenalties, Layer):
   gamma_constraint: Any = None
 
   _WEIGHTS: ClassVar[dict[str, str]] = {"gamma": "gamma", "beta": "beta"}
+  supports_masking: ClassVar[bool] = True  # a step mask passes on, and padded steps stay out of the statistics
 
   def __post_init__(self):
     if not _checks.is_int(self.axis) or self.axis == 0:
@@ -450,8 +470,9 @@ class BatchNormalization(WeightPenalties, Layer):
       mean = jnp.mean(x, axis=axes)
       var = jnp.mean(jnp.square(x - mean.reshape(self._feature_shape(x))), axis=axes)  # two-pass: no cancellation
       return mean, var
-    # A padded batch (fit's last partial batch): statistics over the real examples only.
-    w = jnp.broadcast_to(mask.reshape((-1,) + (1,) * (x.ndim - 1)).astype(x.dtype), x.shape)
+    # A padded batch (fit's last partial batch, mask (batch,)) or padded steps (a step mask, (batch, T)):
+    # statistics over the real entries only.
+    w = jnp.broadcast_to(mask.reshape(mask.shape + (1,) * (x.ndim - mask.ndim)).astype(x.dtype), x.shape)
     count = jnp.maximum(jnp.sum(w, axis=axes), 1.0)
     mean = jnp.sum(w * x, axis=axes) / count
     var = jnp.sum(w * jnp.square(x - mean.reshape(self._feature_shape(x))), axis=axes) / count
@@ -464,8 +485,11 @@ class BatchNormalization(WeightPenalties, Layer):
                        "apply_stateful(params, state, x) (Sequential.apply(..., state=...) does)")
     return self._normalize(params, x, *self._moments(x))
 
-  def apply_stateful(self, params, state, x, *, training=False, key=None, mask=None):
+  def apply_stateful(self, params, state, x, *, training=False, key=None, mask=None, step_mask=None):
     del key
+    if step_mask is not None:  # padded steps: left out of the statistics, as Keras does
+      step_mask = step_mask.astype(x.dtype)
+      mask = step_mask if mask is None else mask.reshape((-1,) + (1,) * (step_mask.ndim - 1)) * step_mask
     if "moving_mean" not in state:
       raise JaxnnError("BatchNormalization: the model state holds no running statistics for this layer; pass "
                        "state=model.init_state(input_shape) (or the TrainState)")

@@ -36,7 +36,7 @@ from jaxnn.idx import read_idx  # noqa: F401  (part of this module's API)
 
 __all__ = [
     "Dataset", "read_idx", "load_idx_dir", "load_embedded_sample", "load_tfds", "load",
-    "scale", "flatten", "one_hot", "train_val_split", "subset",
+    "scale", "flatten", "one_hot", "pad_sequences", "train_val_split", "subset",
 ]
 
 # jaxnn/_data/mnist_sample.npz as written by scripts/build_mnist_sample.py (its docstring says how).
@@ -476,6 +476,58 @@ def one_hot(y: np.ndarray, num_classes: int) -> np.ndarray:
   if bad.any():
     raise DataError(f"one_hot: expected labels in [0, {num_classes - 1}], found {int(y[bad].flat[0])}")
   return (y[..., None] == np.arange(num_classes)).astype(np.float32)
+
+
+def pad_sequences(sequences: Sequence[Any], maxlen: int | None = None, dtype: Any = "int32", padding: str = "pre",
+                  truncating: str = "pre", value: float = 0) -> np.ndarray:
+  """Sequences of different lengths as one (N, maxlen, ...) array, as `keras.utils.pad_sequences` builds it.
+
+  Args:
+    sequences: N sequences (lists or arrays) of ids, or of equally shaped vectors; empty ones are allowed.
+    maxlen: the length of the result; longer sequences are cut. Default: the longest sequence's length.
+    dtype: the result's dtype (int32 by default, for Embedding ids).
+    padding: "pre" (Keras' default) or "post": where the `value` entries go.
+    truncating: "pre" (drop the start of a long sequence, Keras' default) or "post" (drop its end).
+    value: the padding value (0: the id Embedding(mask_zero=True) masks).
+
+  Returns:
+    An array of shape (N, maxlen) + the shape of one step.
+
+  Raises:
+    DataError: for an unknown padding / truncating, a bad maxlen, steps of different shapes, or a value
+      that does not fit `dtype`.
+  """
+  for arg, mode in (("padding", padding), ("truncating", truncating)):
+    if mode not in ("pre", "post"):
+      raise DataError(f"pad_sequences: expected {arg} 'pre' or 'post', found {mode!r}")
+  if maxlen is not None and (not _checks.is_int(maxlen) or maxlen < 1):
+    raise DataError(f"pad_sequences: expected maxlen a positive int or None, found {maxlen!r}")
+  try:
+    rows = [np.asarray(seq) for seq in sequences]
+  except (TypeError, ValueError) as e:
+    raise DataError(f"pad_sequences: expected a list of sequences, each an array or list of numbers ({e})") from None
+  step_shapes = {row.shape[1:] for row in rows if row.ndim >= 1 and len(row)}
+  for i, row in enumerate(rows):
+    if row.ndim == 0:
+      raise DataError(f"pad_sequences: sequence {i} is a scalar ({row!r}); expected a list or array of steps")
+  if len(step_shapes) > 1:
+    raise DataError(f"pad_sequences: expected every step of the same shape, found step shapes "
+                    f"{sorted(step_shapes)}")
+  step_shape = step_shapes.pop() if step_shapes else ()
+  length = int(maxlen) if maxlen is not None else max((len(row) for row in rows), default=0)
+  dtype = np.dtype(dtype)
+  if dtype.kind in "iu" and float(value) != int(value):
+    raise DataError(f"pad_sequences: value {value!r} is not a whole number, but dtype is {dtype}")
+  out = np.full((len(rows), length, *step_shape), value, dtype)
+  for i, row in enumerate(rows):
+    if not len(row) or not length:
+      continue
+    row = row[-length:] if truncating == "pre" else row[:length]
+    if padding == "post":
+      out[i, :len(row)] = row
+    else:
+      out[i, length - len(row):] = row
+  return out
 
 
 def train_val_split(x: np.ndarray, y: np.ndarray, validation_fraction: float, *,

@@ -244,6 +244,8 @@ _REGISTRY: dict[str, type] = {
 _NAMES = {cls: name for name, cls in _REGISTRY.items()}
 # Keras class names ("GlorotUniform") resolve too.
 _ALIASES = {cls.__name__: name for name, cls in _REGISTRY.items()}
+# Keras' short aliases (Embedding's default embeddings_initializer is "uniform").
+_ALIASES.update({"uniform": "random_uniform", "normal": "random_normal", "one": "ones", "zero": "zeros"})
 
 
 def names() -> list[str]:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxnn import _checks
 from jaxnn import activations
@@ -37,6 +38,11 @@ class Layer:
   """Base class: a layer without parameters, penalties or constraints."""
 
   stochastic = False  # Whether `apply(training=True)` needs a key.
+  # Sequence masks (Keras' masking): whether the layer accepts inputs that carry a step mask (it passes the
+  # mask on or consumes it; a layer that does not drops it, with a warning from Sequential, as Keras does),
+  # and whether its `apply` takes that mask as `step_mask=` (the recurrent layers, GlobalAveragePooling1D).
+  supports_masking: ClassVar[bool] = False
+  uses_step_mask: ClassVar[bool] = False
 
   @property
   def kind(self) -> str:
@@ -67,14 +73,34 @@ class Layer:
     return {}
 
   def apply_stateful(self, params: Params, state: dict[str, Any], x: Array, *, training: bool = False,
-                     key: Array | None = None, mask: Array | None = None) -> tuple[Array, dict[str, Any]]:
+                     key: Array | None = None, mask: Array | None = None,
+                     step_mask: Array | None = None) -> tuple[Array, dict[str, Any]]:
     """Forward pass that also returns the layer's updated state; stateless layers return it unchanged.
 
     `mask` (batch,) marks the real examples of a padded batch; layers whose output mixes examples
-    (BatchNormalization's statistics) leave the padding out.
+    (BatchNormalization's statistics) leave the padding out. `step_mask` (the input's shape without its
+    feature axis, bool) marks the real steps of padded sequences, for the layers that use one.
     """
     del mask
+    if self.uses_step_mask and step_mask is not None:
+      return self.apply(params, x, training=training, key=key, step_mask=step_mask), state
     return self.apply(params, x, training=training, key=key), state
+
+  def output_masked(self, input_masked: bool) -> bool:
+    """Whether this layer's output carries a step mask, given whether its input does (static: the same for
+    every batch). Default: a mask passes through a layer that supports masking."""
+    return input_masked and self.supports_masking
+
+  def compute_step_mask(self, x: Array, step_mask: Array | None) -> Array | None:
+    """The step mask of this layer's output for input `x` with `step_mask` (None where `output_masked` is
+    False)."""
+    del x
+    return step_mask if self.output_masked(step_mask is not None) else None
+
+  def check_inputs(self, x: Any, arg: str) -> None:
+    """Host-side check of a model's raw inputs when this layer is the first (Embedding: integer ids in range);
+    raises JaxnnError naming `arg`. Default: none beyond the model's own."""
+    del x, arg
 
   def regularization(self, params: Params) -> Array:
     """Weight penalty added to the training loss (kernel and bias regularizers)."""
@@ -213,6 +239,8 @@ class Dense(WeightPenalties, Layer):
   lora_rank: int | None = None
   lora_alpha: float | None = None
 
+  supports_masking: ClassVar[bool] = True  # per step on sequences: the mask passes on, as in Keras
+
   def __post_init__(self):
     object.__setattr__(self, "units", _positive_int("Dense", "units", self.units))
     if self.lora_rank is not None:
@@ -277,6 +305,7 @@ class Dropout(Layer):
 
   rate: float
   stochastic = True
+  supports_masking: ClassVar[bool] = True
 
   def __post_init__(self):
     if isinstance(self.rate, bool) or not isinstance(self.rate, (int, float)) or not 0.0 <= self.rate < 1.0:
@@ -312,6 +341,8 @@ class Activation(Layer):
 
   activation: Any
 
+  supports_masking: ClassVar[bool] = True
+
   def __post_init__(self):
     activations.get(self.activation)
 
@@ -319,3 +350,117 @@ class Activation(Layer):
     del params, training, key
     return activations.get(self.activation)(x)
 
+
+
+# ------------------------------------------------------------------------------------------ sequences
+@dataclasses.dataclass(frozen=True)
+class Embedding(WeightPenalties, Layer):
+  """Integer ids -> dense vectors: row `id` of a trainable (input_dim, output_dim) table, Keras arguments.
+
+  Inputs are ids in [0, input_dim), per example of shape (T,) (or any shape: the output appends an axis of
+  `output_dim`). Whole numbers stored as floats are accepted (`fit` converts inputs to float32, exact for ids
+  below 2**24) and cast to int32, as Keras does. `fit`, `evaluate` and `predict` check the ids on the host
+  when this is the model's first layer; inside a caller's jit an id out of range gives a NaN row (jnp.take's
+  fill), which the NaN guard reports. With `mask_zero`, id 0 is padding: the output carries a step mask
+  (`id != 0`) that the recurrent layers and GlobalAveragePooling1D use to skip the padded steps, so
+  `input_dim` counts the padding id too (vocabulary size + 1), as in Keras.
+  """
+
+  input_dim: int
+  output_dim: int
+  embeddings_initializer: Any = "uniform"
+  embeddings_regularizer: Any = None
+  activity_regularizer: Any = None
+  embeddings_constraint: Any = None
+  mask_zero: bool = False
+
+  _WEIGHTS: ClassVar[Mapping[str, str]] = {"embeddings": "embeddings"}
+
+  def __post_init__(self):
+    object.__setattr__(self, "input_dim", _positive_int("Embedding", "input_dim", self.input_dim))
+    object.__setattr__(self, "output_dim", _positive_int("Embedding", "output_dim", self.output_dim))
+    if self.input_dim > 2**24:
+      raise JaxnnError(f"{self._where}: input_dim above 2**24 is not supported: fit converts inputs to float32, "
+                       f"which holds whole numbers exactly only up to 2**24")
+    if not isinstance(self.mask_zero, bool):
+      raise JaxnnError(f"{self._where}: mask_zero must be a bool, got {self.mask_zero!r}")
+    if self.mask_zero and self.input_dim < 2:
+      raise JaxnnError(f"{self._where}: mask_zero=True makes id 0 padding, so input_dim must count at least one "
+                       f"real id besides it (>= 2), got {self.input_dim}")
+    check_names(self)
+
+  @property
+  def _where(self) -> str:
+    return f"Embedding({self.input_dim}, {self.output_dim})"
+
+  def output_shape(self, input_shape):
+    return (*input_shape, self.output_dim)
+
+  def init(self, key, input_shape):
+    table = initializers.get(self.embeddings_initializer)(key, (self.input_dim, self.output_dim), jnp.float32)
+    return {"embeddings": table}, self.output_shape(input_shape)
+
+  @staticmethod
+  def _ids(x: Array) -> Array:
+    return x if jnp.issubdtype(x.dtype, jnp.integer) else x.astype(jnp.int32)
+
+  def apply(self, params, x, *, training=False, key=None):
+    del training, key
+    return jnp.take(params["embeddings"], self._ids(x), axis=0)
+
+  def output_masked(self, input_masked):
+    del input_masked  # Keras' Embedding makes its own mask or none
+    return self.mask_zero
+
+  def compute_step_mask(self, x, step_mask):
+    del step_mask
+    return self._ids(x) != 0 if self.mask_zero else None
+
+  def check_inputs(self, x, arg):
+    values = np.asarray(x)
+    if values.dtype.kind not in "iuf":
+      raise JaxnnError(f"{arg}: {self._where} expects integer ids, got dtype {values.dtype}")
+    bad = ~((values >= 0) & (values < self.input_dim) & (values == np.floor(values)))
+    if bad.any():
+      where = tuple(int(i) for i in np.argwhere(bad)[0])
+      raise JaxnnError(f"{arg}: {self._where} expects integer ids in [0, {self.input_dim}), found "
+                       f"{values[where].item()!r} at index {where}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Masking(Layer):
+  """Marks the steps whose features all equal `mask_value` as padding, as Keras' Masking does.
+
+  Inputs (T, F) per example. The output is the input with those steps set to 0, and it carries the step
+  mask (`any(x != mask_value)` over features) that the recurrent layers and GlobalAveragePooling1D use to
+  skip them.
+  """
+
+  mask_value: float = 0.0
+
+  supports_masking: ClassVar[bool] = True
+
+  def __post_init__(self):
+    if isinstance(self.mask_value, bool) or not isinstance(self.mask_value, (int, float)):
+      raise JaxnnError(f"Masking: mask_value must be a number, got {self.mask_value!r}")
+    object.__setattr__(self, "mask_value", float(self.mask_value))
+
+  def output_shape(self, input_shape):
+    if len(input_shape) < 2:
+      raise JaxnnError(f"Masking: expected inputs (T, F) (steps, features), got shape {tuple(input_shape)}")
+    return tuple(input_shape)
+
+  def _steps(self, x: Array) -> Array:
+    return jnp.any(x != self.mask_value, axis=-1)
+
+  def apply(self, params, x, *, training=False, key=None):
+    del params, training, key
+    return x * self._steps(x)[..., None].astype(x.dtype)
+
+  def output_masked(self, input_masked):
+    del input_masked
+    return True
+
+  def compute_step_mask(self, x, step_mask):
+    del step_mask  # a fresh mask from the values, as in Keras
+    return self._steps(x)

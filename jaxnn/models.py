@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import warnings
 from collections.abc import Mapping
 from typing import Any, Sequence
 
@@ -47,6 +48,28 @@ class Sequential:
         raise JaxnnError(f"Sequential: layer {i} must be a jaxnn layer, got {type(layer).__name__}")
     object.__setattr__(self, "layers", layers)
     object.__setattr__(self, "name", name)
+    self._masked_inputs()  # warns, at construction, where a step mask would be dropped
+
+  def _masked_inputs(self) -> tuple[bool, ...]:
+    """Per layer, whether its input carries a step mask (from Embedding(mask_zero=True) or Masking), then
+    whether the model's output does. Static: masks come from the configs, not from the data. A layer that
+    does not support masking drops the mask, with a warning (Keras does the same)."""
+    masked, flags = False, []
+    for name, layer in zip(self.layer_names, self.layers):
+      flags.append(masked)
+      if masked and not layer.supports_masking:
+        warnings.warn(f"{self.name}: layer {name} ({type(layer).__name__}) does not support masking; the step "
+                      f"mask of the layers before it ends there", stacklevel=4)
+      masked = layer.output_masked(masked)
+    return (*flags, masked)
+
+  @property
+  def output_masked(self) -> bool:
+    """Whether the model's outputs carry a step mask (a sequence output after Embedding(mask_zero=True) or
+    Masking, through layers that pass it on)."""
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore")
+      return self._masked_inputs()[-1]
 
   @property
   def layer_names(self) -> tuple[str, ...]:
@@ -108,6 +131,8 @@ class Sequential:
     updated model state (running statistics change only when training). `dropout_rate`, if given, replaces
     every Dropout layer's rate (a traced value: `jaxnn.sweep.fit_many` sweeps it without recompiling).
     `mask` (batch,) marks the real rows of a padded batch: BatchNormalization's statistics ignore the rest.
+    Step masks (from Embedding(mask_zero=True) or Masking) go from layer to layer as in Keras;
+    `aux["step_mask"]` is the output's (None when it carries none).
     """
     if training and key is None and self.stochastic:
       raise JaxnnError(f"{self.name}: training=True with dropout needs a PRNG key (pass key=...)")
@@ -115,18 +140,23 @@ class Sequential:
     state = {} if state is None else state
     new_state = {}
     penalty = jnp.zeros((), jnp.float32)
+    step_mask = None
     for i, (name, layer) in enumerate(zip(self.layer_names, self.layers)):
       layer_key = None if key is None else jax.random.fold_in(key, i)
       layer_state = state.get(name, {})
+      if not layer.supports_masking:
+        step_mask = None
+      y_mask = layer.compute_step_mask(x, step_mask)
       if dropout_rate is not None and isinstance(layer, Dropout):
         x = layer.apply(params.get(name, {}), x, training=training, key=layer_key, rate=dropout_rate)
       else:
         x, layer_state = layer.apply_stateful(params.get(name, {}), layer_state, x, training=training,
-                                              key=layer_key, mask=mask)
+                                              key=layer_key, mask=mask, step_mask=step_mask)
+      step_mask = y_mask
       if layer_state:
         new_state[name] = layer_state
       penalty = penalty + layer.activity_penalty(x)
-    return x, {"activity_penalty": penalty, "state": new_state}
+    return x, {"activity_penalty": penalty, "state": new_state, "step_mask": step_mask}
 
   def apply(self, params: Params, x: Array, *, training: bool = False, key: Array | None = None,
             state: dict[str, Any] | None = None) -> Array:

@@ -57,6 +57,8 @@ class _Recurrent(WeightPenalties, Layer):
 
   _GATES: ClassVar[int] = 1
   _WEIGHTS: ClassVar[dict[str, str]] = {"kernel": "kernel", "recurrent_kernel": "recurrent", "bias": "bias"}
+  supports_masking: ClassVar[bool] = True
+  uses_step_mask: ClassVar[bool] = True
 
   def __post_init__(self):
     object.__setattr__(self, "units", _positive_int(type(self).__name__, "units", self.units))
@@ -78,6 +80,9 @@ class _Recurrent(WeightPenalties, Layer):
     if len(input_shape) != 2:
       raise JaxnnError(f"{self._where}: expected inputs (T, F), got shape {tuple(input_shape)}")
     return (input_shape[0], self.units) if self.return_sequences else (self.units,)
+
+  def output_masked(self, input_masked: bool) -> bool:
+    return input_masked and self.return_sequences  # the last state alone has no steps left to mask
 
   def _init_bias(self, key: Array) -> Array:
     return initializers.get(self.bias_initializer)(key, (self._GATES * self.units,), jnp.float32)
@@ -132,10 +137,16 @@ class _Recurrent(WeightPenalties, Layer):
     out = jnp.einsum("g...n,ngm->...gm", a * masks, kernel.reshape(n, gates, -1))
     return out.reshape(*out.shape[:-2], -1)
 
-  def apply(self, params, x, *, training=False, key=None):
+  def apply(self, params, x, *, training=False, key=None, step_mask=None):
+    """Outputs for inputs x (batch, T, F). `step_mask` (batch, T), True for real steps: a masked step
+    leaves the state as it was and repeats the previous output (Keras' masking, `zero_output_for_mask`
+    False), so padding anywhere in a sequence is skipped."""
     if x.ndim != 3 or x.shape[-1] != params["kernel"].shape[0]:
       raise JaxnnError(f"{self._where}: expected inputs (batch, T, {params['kernel'].shape[0]}), got shape "
                        f"{tuple(x.shape)}")
+    if step_mask is not None and tuple(step_mask.shape) != tuple(x.shape[:2]):
+      raise JaxnnError(f"{self._where}: expected step_mask of shape {tuple(x.shape[:2])} (batch, T), got "
+                       f"{tuple(step_mask.shape)}")
     input_masks = hidden_masks = None
     if training and self.stochastic:
       if key is None:
@@ -144,14 +155,20 @@ class _Recurrent(WeightPenalties, Layer):
     # Project every step's input at once (one large matmul) and scan time-major over the projections.
     masks = None if input_masks is None else input_masks[:, :, None, :]  # the same mask at every step
     xw_TxBxG = jnp.swapaxes(self._gate_matmul(x, params["kernel"], masks) + self._input_bias(params), 0, 1)
+    steps_TxB = None if step_mask is None else jnp.swapaxes(step_mask.astype(bool), 0, 1)
     if self.go_backwards:
       xw_TxBxG = jnp.flip(xw_TxBxG, 0)
+      steps_TxB = None if steps_TxB is None else jnp.flip(steps_TxB, 0)
 
-    def step(carry, xw_BxG):
-      carry, h_BxU = self._step(params, carry, xw_BxG, hidden_masks)
-      return carry, (h_BxU if self.return_sequences else None)
+    def step(carry, inputs):
+      xw_BxG, real_B = inputs
+      new, h_BxU = self._step(params, carry, xw_BxG, hidden_masks)
+      if real_B is not None:  # a padded step keeps the old state, and outputs the old hidden state
+        new = jax.tree_util.tree_map(lambda n, o: jnp.where(real_B[:, None], n, o), new, carry)
+        h_BxU = new[0] if isinstance(new, tuple) else new
+      return new, (h_BxU if self.return_sequences else None)
 
-    carry, hs_TxBxU = jax.lax.scan(step, self._initial_carry(x.shape[0], xw_TxBxG.dtype), xw_TxBxG,
+    carry, hs_TxBxU = jax.lax.scan(step, self._initial_carry(x.shape[0], xw_TxBxG.dtype), (xw_TxBxG, steps_TxB),
                                    unroll=self.unroll)
     if self.return_sequences:
       return jnp.swapaxes(hs_TxBxU, 0, 1)  # go_backwards: in processing (reversed) order, as Keras
@@ -260,6 +277,9 @@ class Bidirectional(Layer):
   layer: _Recurrent
   merge_mode: str = "concat"
 
+  supports_masking: ClassVar[bool] = True
+  uses_step_mask: ClassVar[bool] = True
+
   def __post_init__(self):
     if not isinstance(self.layer, _Recurrent):
       raise JaxnnError(f"Bidirectional: expected a recurrent layer (SimpleRNN, LSTM, GRU), got "
@@ -279,6 +299,9 @@ class Bidirectional(Layer):
     shape = self.layer.output_shape(input_shape)
     return (*shape[:-1], 2 * shape[-1]) if self.merge_mode == "concat" else shape
 
+  def output_masked(self, input_masked):
+    return self.layer.output_masked(input_masked)
+
   def init(self, key, input_shape):
     k_forward, k_backward = jax.random.split(key)
     forward, _ = self.layer.init(k_forward, input_shape)
@@ -289,12 +312,12 @@ class Bidirectional(Layer):
   def stochastic(self) -> bool:  # type: ignore[override]
     return self.layer.stochastic
 
-  def apply(self, params, x, *, training=False, key=None):
+  def apply(self, params, x, *, training=False, key=None, step_mask=None):
     k_f = k_b = None
     if key is not None:  # each direction draws its own dropout masks
       k_f, k_b = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
-    y_f = self.layer.apply(params["forward"], x, training=training, key=k_f)
-    y_b = self.backward_layer.apply(params["backward"], x, training=training, key=k_b)
+    y_f = self.layer.apply(params["forward"], x, training=training, key=k_f, step_mask=step_mask)
+    y_b = self.backward_layer.apply(params["backward"], x, training=training, key=k_b, step_mask=step_mask)
     if self.layer.return_sequences:
       y_b = jnp.flip(y_b, axis=1)
     if self.merge_mode == "concat":

@@ -371,6 +371,12 @@ def _check_xy(model: Sequential, loss: losses_lib.Loss, x: np.ndarray, y: Any, w
               metrics: tuple[metrics_lib.Metric, ...]) -> np.ndarray:
   """Checks x (a batch that fits the params), y (the loss's label format) and returns y cast for training."""
   _checks.check_batch(x, what)
+  model.layers[0].check_inputs(x, f"{what}: x")
+  if model.output_masked:
+    raise JaxnnError(f"{what}: {model.name}'s outputs carry a step mask (from Embedding(mask_zero=True) or Masking "
+                     f"through layers that return sequences); a loss over masked steps is not supported: end the "
+                     f"model with a layer that consumes the mask (a recurrent layer without return_sequences, "
+                     f"GlobalAveragePooling1D), or predict() the sequence outputs")
   out_shape = _checks.output_shape(model, x.shape[1:], what)
   if params is not _NOT_MADE_YET:
     _checks.check_params(model, params.params if isinstance(params, TrainState) else params, x.shape[1:], what)
@@ -630,6 +636,7 @@ def predict(model: Sequential, params: PyTree, x: Any, *, batch_size: int = 1024
   """The model's outputs (e.g. class probabilities) for x, computed in batches at inference."""
   x = _as_float_inputs(x, "x")
   _checks.check_batch(x, "predict")
+  model.layers[0].check_inputs(x, "predict: x")
   batch_size = _checks.check_int(batch_size, "batch_size", "predict", low=1)
   _checks.check_params(model, params.params if isinstance(params, TrainState) else params, x.shape[1:], "predict")
   params, state = _params_and_state(model, params, state, x)
