@@ -120,6 +120,13 @@ SPECIFIC = {
         (["--variants", "x"], r"argument --variants: invalid choice: 'x'"),
         (["--dropout", "2"], r"argument --dropout: expected a number in \[0, 1\), got '2'"),
     ],
+    "masking": [
+        (["--max-length", "1"], r"argument --max-length: expected at least 2 \(a first and a last token\), got 1"),
+        (["--runs", "0"], r"argument --runs: expected a positive integer, got '0'"),
+        (["--long-factor", "0"], r"argument --long-factor: expected a positive integer, got '0'"),
+        (["--cell", "rnn"], r"argument --cell: invalid choice: 'rnn'"),
+        (["--settings", "post", "x"], r"argument --settings: invalid choice: 'x'"),
+    ],
     "vanishing_gradients": [
         (["--settings", "x"], r"argument --settings: invalid choice: 'x'"),
         (["--momentum", "2"], r"optimizer 'sgd' momentum: expected a number in \[0.0, 1.0\]; got 2.0"),
@@ -151,7 +158,7 @@ def error_line(stderr: str, prog: str) -> str:
 
 def test_every_experiment_runs_main_through_cli_run():
   """`python -m experiments.X` turns a JaxnnError into one line only if X's __main__ goes through cli.run."""
-  assert len(MODULES) >= 13, MODULES
+  assert len(MODULES) >= 14, MODULES
   for name in MODULES:
     source = (ROOT / "experiments" / f"{name}.py").read_text()
     assert callable(importlib.import_module(f"experiments.{name}").main), name
