@@ -43,6 +43,9 @@ class Layer:
   # and whether its `apply` takes that mask as `step_mask=` (the recurrent layers, GlobalAveragePooling1D).
   supports_masking: ClassVar[bool] = False
   uses_step_mask: ClassVar[bool] = False
+  # Whether `apply` returns several arrays (a recurrent layer with return_state): such a layer is called on its
+  # own, not stacked in a Sequential.
+  multiple_outputs = False
 
   @property
   def kind(self) -> str:

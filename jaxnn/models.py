@@ -46,6 +46,9 @@ class Sequential:
     for i, layer in enumerate(layers):
       if not isinstance(layer, Layer):
         raise JaxnnError(f"Sequential: layer {i} must be a jaxnn layer, got {type(layer).__name__}")
+      if layer.multiple_outputs:
+        raise JaxnnError(f"Sequential: layer {i} ({type(layer).__name__}) returns several arrays (return_state=True); "
+                         f"call its apply(params, x) directly (Keras' Sequential cannot stack it either)")
     object.__setattr__(self, "layers", layers)
     object.__setattr__(self, "name", name)
     self._masked_inputs()  # warns, at construction, where a step mask would be dropped

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxnn import _checks
 from jaxnn import activations
@@ -54,14 +55,21 @@ class _Recurrent(WeightPenalties, Layer):
   bias_constraint: Any = None
   dropout: float = 0.0
   recurrent_dropout: float = 0.0
+  return_state: bool = False
+  zero_output_for_mask: bool = False
 
   _GATES: ClassVar[int] = 1
+  _STATES: ClassVar[int] = 1  # arrays in the state: h (LSTM: h and c)
   _WEIGHTS: ClassVar[dict[str, str]] = {"kernel": "kernel", "recurrent_kernel": "recurrent", "bias": "bias"}
   supports_masking: ClassVar[bool] = True
   uses_step_mask: ClassVar[bool] = True
 
   def __post_init__(self):
     object.__setattr__(self, "units", _positive_int(type(self).__name__, "units", self.units))
+    for arg in ("return_sequences", "go_backwards", "return_state", "zero_output_for_mask"):
+      if not isinstance(getattr(self, arg), (bool, np.bool_)):
+        raise JaxnnError(f"{self._where}: {arg} must be a bool, got {getattr(self, arg)!r}")
+      object.__setattr__(self, arg, bool(getattr(self, arg)))
     for arg in ("dropout", "recurrent_dropout"):
       _checks.check_fraction(getattr(self, arg), arg, self._where)
       object.__setattr__(self, arg, float(getattr(self, arg)))
@@ -75,6 +83,27 @@ class _Recurrent(WeightPenalties, Layer):
   @property
   def _where(self) -> str:
     return f"{type(self).__name__}({self.units})"
+
+  @property
+  def multiple_outputs(self) -> bool:  # type: ignore[override]
+    """With `return_state`, `apply` returns (output, *final states): not a layer of a Sequential stack."""
+    return self.return_state
+
+  def _carry_from(self, initial_state: Any, batch: int, dtype: Any) -> Carry:
+    """The scan's starting carry from Keras' `initial_state`: a list of `_STATES` arrays (batch, units) (h;
+    LSTM: h, c), or one array for a single-state layer; zeros when None."""
+    if initial_state is None:
+      return self._initial_carry(batch, dtype)
+    states = [initial_state] if hasattr(initial_state, "shape") else list(initial_state)
+    if len(states) != self._STATES:
+      raise JaxnnError(f"{self._where}: initial_state must hold {self._STATES} array(s) "
+                       f"{'(h, c)' if self._STATES == 2 else '(h)'}, got {len(states)}")
+    for i, state in enumerate(states):
+      if tuple(jnp.shape(state)) != (batch, self.units):
+        raise JaxnnError(f"{self._where}: initial_state[{i}] must have shape {(batch, self.units)} (batch, units), "
+                         f"got {tuple(jnp.shape(state))}")
+    states = [jnp.asarray(state, dtype) for state in states]
+    return tuple(states) if self._STATES > 1 else states[0]
 
   def output_shape(self, input_shape: Shape) -> Shape:
     if len(input_shape) != 2:
@@ -137,10 +166,12 @@ class _Recurrent(WeightPenalties, Layer):
     out = jnp.einsum("g...n,ngm->...gm", a * masks, kernel.reshape(n, gates, -1))
     return out.reshape(*out.shape[:-2], -1)
 
-  def apply(self, params, x, *, training=False, key=None, step_mask=None):
+  def apply(self, params, x, *, training=False, key=None, step_mask=None, initial_state=None):
     """Outputs for inputs x (batch, T, F). `step_mask` (batch, T), True for real steps: a masked step
-    leaves the state as it was and repeats the previous output (Keras' masking, `zero_output_for_mask`
-    False), so padding anywhere in a sequence is skipped."""
+    leaves the state as it was and repeats the previous output (zeros with `zero_output_for_mask`, as in
+    Keras), so padding anywhere in a sequence is skipped. `initial_state`: the starting state as Keras takes
+    it ([h], LSTM [h, c]; zeros by default). With `return_state`, returns `(output, h)` (LSTM
+    `(output, h, c)`): the final state, e.g. to start a decoder from an encoder's."""
     if x.ndim != 3 or x.shape[-1] != params["kernel"].shape[0]:
       raise JaxnnError(f"{self._where}: expected inputs (batch, T, {params['kernel'].shape[0]}), got shape "
                        f"{tuple(x.shape)}")
@@ -163,16 +194,20 @@ class _Recurrent(WeightPenalties, Layer):
     def step(carry, inputs):
       xw_BxG, real_B = inputs
       new, h_BxU = self._step(params, carry, xw_BxG, hidden_masks)
-      if real_B is not None:  # a padded step keeps the old state, and outputs the old hidden state
+      if real_B is not None:  # a padded step keeps the old state, and outputs the old hidden state (or zeros)
         new = jax.tree_util.tree_map(lambda n, o: jnp.where(real_B[:, None], n, o), new, carry)
-        h_BxU = new[0] if isinstance(new, tuple) else new
+        if self.zero_output_for_mask:
+          h_BxU = jnp.where(real_B[:, None], h_BxU, 0.0)
+        else:
+          h_BxU = new[0] if isinstance(new, tuple) else new
       return new, (h_BxU if self.return_sequences else None)
 
-    carry, hs_TxBxU = jax.lax.scan(step, self._initial_carry(x.shape[0], xw_TxBxG.dtype), (xw_TxBxG, steps_TxB),
-                                   unroll=self.unroll)
-    if self.return_sequences:
-      return jnp.swapaxes(hs_TxBxU, 0, 1)  # go_backwards: in processing (reversed) order, as Keras
-    return carry[0] if isinstance(carry, tuple) else carry
+    carry, hs_TxBxU = jax.lax.scan(step, self._carry_from(initial_state, x.shape[0], xw_TxBxG.dtype),
+                                   (xw_TxBxG, steps_TxB), unroll=self.unroll)
+    states = carry if isinstance(carry, tuple) else (carry,)
+    # go_backwards: the sequence in processing (reversed) order, as Keras returns it.
+    out = jnp.swapaxes(hs_TxBxU, 0, 1) if self.return_sequences else states[0]
+    return (out, *states) if self.return_state else out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,6 +232,7 @@ class LSTM(_Recurrent):
   unit_forget_bias: bool = True
 
   _GATES: ClassVar[int] = 4
+  _STATES: ClassVar[int] = 2
 
   def _init_bias(self, key):
     bias = super()._init_bias(key)
@@ -292,8 +328,13 @@ class Bidirectional(Layer):
       raise JaxnnError("Bidirectional: a wrapped layer's activity_regularizer needs merge_mode='concat'")
 
   @property
+  def forward_layer(self) -> _Recurrent:
+    # As Keras' Bidirectional: with return_sequences, masked steps output zeros in both directions.
+    return dataclasses.replace(self.layer, zero_output_for_mask=self.layer.return_sequences)
+
+  @property
   def backward_layer(self) -> _Recurrent:
-    return dataclasses.replace(self.layer, go_backwards=not self.layer.go_backwards)
+    return dataclasses.replace(self.forward_layer, go_backwards=not self.layer.go_backwards)
 
   def output_shape(self, input_shape):
     shape = self.layer.output_shape(input_shape)
@@ -312,21 +353,42 @@ class Bidirectional(Layer):
   def stochastic(self) -> bool:  # type: ignore[override]
     return self.layer.stochastic
 
-  def apply(self, params, x, *, training=False, key=None, step_mask=None):
+  @property
+  def multiple_outputs(self) -> bool:  # type: ignore[override]
+    return self.layer.return_state
+
+  def apply(self, params, x, *, training=False, key=None, step_mask=None, initial_state=None):
+    """The merged outputs; `initial_state` is the forward layer's states then the backward layer's, as in
+    Keras; with the wrapped layer's `return_state`: `(merged, *forward states, *backward states)`."""
     k_f = k_b = None
     if key is not None:  # each direction draws its own dropout masks
       k_f, k_b = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
-    y_f = self.layer.apply(params["forward"], x, training=training, key=k_f, step_mask=step_mask)
-    y_b = self.backward_layer.apply(params["backward"], x, training=training, key=k_b, step_mask=step_mask)
+    init_f = init_b = None
+    if initial_state is not None:
+      n = self.layer._STATES
+      states = [initial_state] if hasattr(initial_state, "shape") else list(initial_state)
+      if len(states) != 2 * n:
+        raise JaxnnError(f"Bidirectional({self.layer._where}): initial_state must hold {2 * n} arrays (the forward "
+                         f"layer's {n}, then the backward layer's), got {len(states)}")
+      init_f, init_b = states[:n], states[n:]
+    y_f = self.forward_layer.apply(params["forward"], x, training=training, key=k_f, step_mask=step_mask,
+                                   initial_state=init_f)
+    y_b = self.backward_layer.apply(params["backward"], x, training=training, key=k_b, step_mask=step_mask,
+                                    initial_state=init_b)
+    states_f = states_b = ()
+    if self.layer.return_state:
+      (y_f, *states_f), (y_b, *states_b) = y_f, y_b
     if self.layer.return_sequences:
       y_b = jnp.flip(y_b, axis=1)
     if self.merge_mode == "concat":
-      return jnp.concatenate([y_f, y_b], axis=-1)
-    if self.merge_mode == "sum":
-      return y_f + y_b
-    if self.merge_mode == "ave":
-      return 0.5 * (y_f + y_b)
-    return y_f * y_b
+      y = jnp.concatenate([y_f, y_b], axis=-1)
+    elif self.merge_mode == "sum":
+      y = y_f + y_b
+    elif self.merge_mode == "ave":
+      y = 0.5 * (y_f + y_b)
+    else:
+      y = y_f * y_b
+    return (y, *states_f, *states_b) if self.layer.return_state else y
 
   def regularization(self, params):
     return self.layer.regularization(params["forward"]) + self.backward_layer.regularization(params["backward"])
