@@ -516,8 +516,15 @@ def pad_sequences(sequences: Sequence[Any], maxlen: int | None = None, dtype: An
   step_shape = step_shapes.pop() if step_shapes else ()
   length = int(maxlen) if maxlen is not None else max((len(row) for row in rows), default=0)
   dtype = np.dtype(dtype)
-  if dtype.kind in "iu" and float(value) != int(value):
-    raise DataError(f"pad_sequences: value {value!r} is not a whole number, but dtype is {dtype}")
+  if dtype.kind in "iu":
+    info = np.iinfo(dtype)
+    try:
+      whole = float(value) == int(value)
+    except (OverflowError, ValueError):  # inf, nan
+      whole = False
+    if not whole or not info.min <= int(value) <= info.max:
+      raise DataError(f"pad_sequences: value {value!r} does not fit dtype {dtype} (whole numbers in "
+                      f"[{info.min}, {info.max}])")
   out = np.full((len(rows), length, *step_shape), value, dtype)
   for i, row in enumerate(rows):
     if not len(row) or not length:

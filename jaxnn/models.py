@@ -62,7 +62,7 @@ class Sequential:
       flags.append(masked)
       if masked and not layer.supports_masking:
         warnings.warn(f"{self.name}: layer {name} ({type(layer).__name__}) does not support masking; the step "
-                      f"mask of the layers before it ends there", stacklevel=4)
+                      f"mask of the layers before it ends there", stacklevel=3)
       masked = layer.output_masked(masked)
     return (*flags, masked)
 
