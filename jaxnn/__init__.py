@@ -33,8 +33,10 @@ from jaxnn.convolutional import GlobalAveragePooling1D
 from jaxnn.convolutional import GlobalAveragePooling2D
 from jaxnn.convolutional import GlobalMaxPooling1D
 from jaxnn.convolutional import GlobalMaxPooling2D
+from jaxnn.convolutional import LayerNormalization
 from jaxnn.convolutional import MaxPooling1D
 from jaxnn.convolutional import MaxPooling2D
+from jaxnn.convolutional import RMSNormalization
 from jaxnn.convolutional import Reshape
 from jaxnn.errors import DataError
 from jaxnn.errors import JaxnnError
@@ -70,7 +72,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AveragePooling1D", "AveragePooling2D", "BatchNormalization", "Bidirectional", "Conv1D", "Conv2D", "GRU",
     "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "LSTM",
-    "MaxPooling1D", "MaxPooling2D", "Reshape", "SimpleRNN", "convolutional", "recurrent",
+    "LayerNormalization", "MaxPooling1D", "MaxPooling2D", "RMSNormalization", "Reshape", "SimpleRNN", "convolutional", "recurrent",
     "CheckpointError", "Checkpointing", "NonFiniteError", "checkpoint", "numerics",
     "Activation", "DataError", "Dense", "Dropout", "EarlyStopping", "Embedding", "Masking", "Flatten", "History", "JaxnnError", "Layer",
     "OptimizerConfig", "Sequential", "TrainState", "activations", "constraints", "create_train_state", "data",

@@ -1,4 +1,4 @@
-"""Convolution, pooling, reshaping and batch normalization layers, channels-last (NWC / NHWC).
+"""Convolution, pooling, reshaping and normalization (batch, layer, RMS) layers, channels-last (NWC / NHWC).
 
 Same design as `jaxnn.layers`: frozen configs with Keras' arguments and pure `init` / `apply`; shapes exclude
 the batch axis and are checked at init. Convolutions are `jax.lax.conv_general_dilated` or slices and a
@@ -500,3 +500,121 @@ class BatchNormalization(WeightPenalties, Layer):
     new_state = {"moving_mean": m * state["moving_mean"] + (1.0 - m) * jax.lax.stop_gradient(mean),
                  "moving_variance": m * state["moving_variance"] + (1.0 - m) * jax.lax.stop_gradient(var)}
     return self._normalize(params, x, mean, var), new_state
+
+
+# ------------------------------------------------------------------------------------ per-example norms
+def _norm_axes(layer: str, axis: Any, input_shape: Shape) -> tuple[int, ...]:
+  """`axis` (an int or a tuple / list of ints, counting the batch axis, as in Keras) as sorted non-negative
+  axes of batched inputs of per-example shape `input_shape`; raises if one is 0 or out of range."""
+  rank = len(input_shape) + 1
+  axes = []
+  for a in ((axis,) if isinstance(axis, int) else axis):
+    if not -rank <= a < rank or a % rank == 0:
+      raise JaxnnError(f"{layer}: axis {a} is out of range for inputs of shape {tuple(input_shape)} (axis counts "
+                       f"the batch axis, which is not normalized: rank {rank})")
+    axes.append(a % rank)
+  if len(set(axes)) != len(axes):
+    raise JaxnnError(f"{layer}: axis {list(axis)} names an axis twice")
+  return tuple(sorted(axes))
+
+
+def _axis_arg(layer: str, axis: Any) -> int | tuple[int, ...]:
+  """Keras' `axis` argument: an int stays an int, a list / tuple of ints becomes a tuple (configs stay
+  hashable); anything else raises."""
+  if _checks.is_int(axis):
+    return int(axis)
+  if not isinstance(axis, (list, tuple)) or not axis or not all(_checks.is_int(a) for a in axis):
+    raise JaxnnError(f"{layer}: axis must be an int or a list of ints, got {axis!r}")
+  return tuple(int(a) for a in axis)
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerNormalization(WeightPenalties, Layer):
+  """Normalizes each example over `axis` (the features, by default), Keras' arguments and defaults.
+
+  `y = gamma * (x - mean) / sqrt(var + epsilon) + beta`, the mean and (biased) variance over `axis` of each
+  example alone: no batch statistics and no model state, so training and inference compute the same thing.
+  `gamma` / `beta` have the shape of the normalized axes (absent with `scale=False` / `center=False`).
+  A step mask passes through (each step is normalized on its own when `axis` is the feature axis).
+  """
+
+  axis: Any = -1
+  epsilon: float = 1e-3
+  center: bool = True
+  scale: bool = True
+  beta_initializer: Any = "zeros"
+  gamma_initializer: Any = "ones"
+  beta_regularizer: Any = None
+  gamma_regularizer: Any = None
+  beta_constraint: Any = None
+  gamma_constraint: Any = None
+
+  _WEIGHTS: ClassVar[dict[str, str]] = {"gamma": "gamma", "beta": "beta"}
+  supports_masking: ClassVar[bool] = True
+
+  def __post_init__(self):
+    object.__setattr__(self, "axis", _axis_arg("LayerNormalization", self.axis))
+    if isinstance(self.epsilon, bool) or not isinstance(self.epsilon, (int, float)) or not self.epsilon > 0.0:
+      raise JaxnnError(f"LayerNormalization: epsilon must be a positive number, got {self.epsilon!r}")
+    check_names(self)
+
+  def init(self, key, input_shape):
+    axes = _norm_axes("LayerNormalization", self.axis, input_shape)
+    shape = tuple(input_shape[a - 1] for a in axes)
+    k_gamma, k_beta = jax.random.split(key)
+    params = {}
+    if self.scale:
+      params["gamma"] = initializers.get(self.gamma_initializer)(k_gamma, shape, jnp.float32)
+    if self.center:
+      params["beta"] = initializers.get(self.beta_initializer)(k_beta, shape, jnp.float32)
+    return params, tuple(input_shape)
+
+  def output_shape(self, input_shape):
+    _norm_axes("LayerNormalization", self.axis, input_shape)
+    return tuple(input_shape)
+
+  def apply(self, params, x, *, training=False, key=None):
+    del training, key
+    axes = _norm_axes("LayerNormalization", self.axis, x.shape[1:])
+    shape = [x.shape[a] if a in axes else 1 for a in range(x.ndim)]
+    mean = jnp.mean(x, axis=axes, keepdims=True)
+    var = jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True)  # two-pass: no cancellation
+    y = (x - mean) * jax.lax.rsqrt(var + self.epsilon)
+    if self.scale:
+      y = y * params["gamma"].reshape(shape)
+    if self.center:
+      y = y + params["beta"].reshape(shape)
+    return y
+
+
+@dataclasses.dataclass(frozen=True)
+class RMSNormalization(Layer):
+  """Root-mean-square normalization (Zhang & Sennrich 2019), as Keras' RMSNormalization: `y = scale * x /
+  sqrt(mean(x**2) + epsilon)` over `axis` of each example; `scale` (ones at init) has the shape of the
+  normalized axes. No centering, no model state."""
+
+  axis: Any = -1
+  epsilon: float = 1e-6
+
+  supports_masking: ClassVar[bool] = True
+
+  def __post_init__(self):
+    object.__setattr__(self, "axis", _axis_arg("RMSNormalization", self.axis))
+    if isinstance(self.epsilon, bool) or not isinstance(self.epsilon, (int, float)) or not self.epsilon > 0.0:
+      raise JaxnnError(f"RMSNormalization: epsilon must be a positive number, got {self.epsilon!r}")
+
+  def init(self, key, input_shape):
+    del key
+    axes = _norm_axes("RMSNormalization", self.axis, input_shape)
+    return {"scale": jnp.ones(tuple(input_shape[a - 1] for a in axes), jnp.float32)}, tuple(input_shape)
+
+  def output_shape(self, input_shape):
+    _norm_axes("RMSNormalization", self.axis, input_shape)
+    return tuple(input_shape)
+
+  def apply(self, params, x, *, training=False, key=None):
+    del training, key
+    axes = _norm_axes("RMSNormalization", self.axis, x.shape[1:])
+    shape = [x.shape[a] if a in axes else 1 for a in range(x.ndim)]
+    y = x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=axes, keepdims=True) + self.epsilon)
+    return y * params["scale"].reshape(shape)
