@@ -153,8 +153,10 @@ class Sequential:
       if dropout_rate is not None and isinstance(layer, Dropout):
         x = layer.apply(params.get(name, {}), x, training=training, key=layer_key, rate=dropout_rate)
       else:
+        # step_mask only when there is one: a layer written before masks existed keeps working.
+        masks = {} if step_mask is None else {"step_mask": step_mask}
         x, layer_state = layer.apply_stateful(params.get(name, {}), layer_state, x, training=training,
-                                              key=layer_key, mask=mask, step_mask=step_mask)
+                                              key=layer_key, mask=mask, **masks)
       step_mask = y_mask
       if layer_state:
         new_state[name] = layer_state

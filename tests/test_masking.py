@@ -7,6 +7,7 @@ arguments, the masked statistics of GlobalAveragePooling1D and BatchNormalizatio
 """
 
 import contextlib
+import dataclasses
 import functools
 import warnings
 
@@ -606,3 +607,19 @@ def test_fit_with_a_partial_last_batch_and_masked_batch_norm():
   moving = state.model_state["batch_normalization_0"]
   assert all(np.isfinite(np.asarray(v)).all() for v in moving.values())
   assert np.abs(np.asarray(moving["moving_mean"])).max() > 0  # the statistics moved
+
+
+def test_a_layer_without_step_mask_argument_still_works():
+  # A user's layer written against the older apply_stateful signature (no step_mask) in a model without masks.
+  @dataclasses.dataclass(frozen=True)
+  class Double(jaxnn.Layer):
+    def apply(self, params, x, *, training=False, key=None):
+      return 2.0 * x
+
+    def apply_stateful(self, params, state, x, *, training=False, key=None, mask=None):
+      return self.apply(params, x), state
+
+  model = Sequential([Dense(3), Double()])
+  params = model.init(jax.random.key(0), (4,))
+  x = jnp.ones((2, 4))
+  np.testing.assert_allclose(model.apply(params, x), 2.0 * Sequential([Dense(3)]).apply(params, x), rtol=1e-6)
