@@ -51,20 +51,19 @@ class Sequential:
                          f"call its apply(params, x) directly (Keras' Sequential cannot stack it either)")
     object.__setattr__(self, "layers", layers)
     object.__setattr__(self, "name", name)
-    self._masked_inputs()  # warns, at construction, where a step mask would be dropped
+    self._mask_flow()  # warns, at construction, where a step mask would be dropped
 
-  def _masked_inputs(self) -> tuple[bool, ...]:
-    """Per layer, whether its input carries a step mask (from Embedding(mask_zero=True) or Masking), then
-    whether the model's output does. Static: masks come from the configs, not from the data. A layer that
-    does not support masking drops the mask, with a warning (Keras does the same)."""
-    masked, flags = False, []
+  def _mask_flow(self) -> bool:
+    """Follows step masks (from Embedding(mask_zero=True) or Masking) through the layers; returns whether the
+    model's output carries one. Static: masks come from the configs, not from the data. A layer that does
+    not support masking drops the mask, with a warning (Keras does the same)."""
+    masked = False
     for name, layer in zip(self.layer_names, self.layers):
-      flags.append(masked)
       if masked and not layer.supports_masking:
         warnings.warn(f"{self.name}: layer {name} ({type(layer).__name__}) does not support masking; the step "
                       f"mask of the layers before it ends there", stacklevel=3)
       masked = layer.output_masked(masked)
-    return (*flags, masked)
+    return masked
 
   @property
   def output_masked(self) -> bool:
@@ -72,7 +71,7 @@ class Sequential:
     Masking, through layers that pass it on)."""
     with warnings.catch_warnings():
       warnings.simplefilter("ignore")
-      return self._masked_inputs()[-1]
+      return self._mask_flow()
 
   @property
   def layer_names(self) -> tuple[str, ...]:

@@ -216,7 +216,7 @@ def test_warning_names_each_layer_that_drops_a_mask():
   assert "conv1d_0 (Conv1D)" in messages[0] and "flatten_0 (Flatten)" in messages[1]
 
 
-# The warning names the line that builds the Sequential (stacklevel 3: _masked_inputs, __init__, the caller).
+# The warning names the line that builds the Sequential (stacklevel 3: _mask_flow, __init__, the caller).
 def test_construction_warning_points_at_the_sequential_call():
   with warnings.catch_warnings(record=True) as record:
     warnings.simplefilter("always")
