@@ -6,7 +6,6 @@ warnings where a mask is dropped, the errors of fit / evaluate / predict and of 
 arguments, the masked statistics of GlobalAveragePooling1D and BatchNormalization against numpy, and training.
 """
 
-import contextlib
 import dataclasses
 import functools
 import warnings
@@ -25,6 +24,7 @@ from jaxnn.convolutional import (AveragePooling1D, BatchNormalization, Conv1D, G
 from jaxnn.layers import Activation, Dense, Dropout, Embedding, Flatten, Masking
 from jaxnn.models import Sequential
 from jaxnn.recurrent import GRU, LSTM, Bidirectional, SimpleRNN
+from tests.test_retrace import counting_compiles
 
 KEY = jax.random.key(0)
 V, E, U = 9, 4, 5  # vocabulary (id 0 is padding), embedding size, units
@@ -421,25 +421,6 @@ def test_masked_lstm_learns_a_counting_task():
   # Masking made the model blind to padding: the same sequences padded to 20 steps, before, predict the same.
   longer = np.concatenate([np.zeros((len(x_test), 8), np.int32), x_test], axis=1)
   np.testing.assert_allclose(training.predict(model, state, longer), probs, rtol=1e-5, atol=1e-6)
-
-
-BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"  # recorded by JAX for every XLA compile
-
-
-@contextlib.contextmanager
-def counting_compiles():
-  """Yields a list that receives one entry per XLA compilation inside the block (as tests/test_retrace.py)."""
-  seen = []
-
-  def listener(event, duration_secs, **kwargs):
-    if event == BACKEND_COMPILE:
-      seen.append(duration_secs)
-
-  jax.monitoring.register_event_duration_secs_listener(listener)
-  try:
-    yield seen
-  finally:
-    jax.monitoring.unregister_event_duration_listener(listener)
 
 
 def test_masked_fit_compiles_once_across_epochs_and_calls(traces):
