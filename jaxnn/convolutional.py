@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import jax
@@ -387,6 +388,32 @@ class Reshape(Layer):
 
 
 # ------------------------------------------------------------------------------------------- batch norm
+def _gamma_beta(layer: Any, key: Array, shape: Shape) -> Params:
+  """A normalization layer's `gamma` (with `scale`) and `beta` (with `center`) of `shape`, from its
+  initializers (BatchNormalization, LayerNormalization)."""
+  k_gamma, k_beta = jax.random.split(key)
+  params = {}
+  if layer.scale:
+    params["gamma"] = initializers.get(layer.gamma_initializer)(k_gamma, shape, jnp.float32)
+  if layer.center:
+    params["beta"] = initializers.get(layer.beta_initializer)(k_beta, shape, jnp.float32)
+  return params
+
+
+def _scale_shift(layer: Any, params: Params, y: Array, shape: Sequence[int]) -> Array:
+  """`y * gamma + beta` (each where the layer has it), the params reshaped to `shape` to broadcast."""
+  if layer.scale:
+    y = y * params["gamma"].reshape(shape)
+  if layer.center:
+    y = y + params["beta"].reshape(shape)
+  return y
+
+
+def _check_epsilon(layer: str, epsilon: Any) -> None:
+  if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not epsilon > 0.0:
+    raise JaxnnError(f"{layer}: epsilon must be a positive number, got {epsilon!r}")
+
+
 @dataclasses.dataclass(frozen=True)
 class BatchNormalization(WeightPenalties, Layer):
   """Normalizes each feature of `axis` (Keras semantics), with running statistics in the model state.
@@ -433,14 +460,7 @@ class BatchNormalization(WeightPenalties, Layer):
     return input_shape[self.axis % rank - 1]
 
   def init(self, key, input_shape):
-    n = self._features(input_shape)
-    k_gamma, k_beta = jax.random.split(key)
-    params = {}
-    if self.scale:
-      params["gamma"] = initializers.get(self.gamma_initializer)(k_gamma, (n,), jnp.float32)
-    if self.center:
-      params["beta"] = initializers.get(self.beta_initializer)(k_beta, (n,), jnp.float32)
-    return params, tuple(input_shape)
+    return _gamma_beta(self, key, (self._features(input_shape),)), tuple(input_shape)
 
   def init_state(self, input_shape):
     n = self._features(input_shape)
@@ -458,11 +478,7 @@ class BatchNormalization(WeightPenalties, Layer):
   def _normalize(self, params: Params, x: Array, mean: Array, var: Array) -> Array:
     shape = self._feature_shape(x)
     y = (x - mean.reshape(shape)) * jax.lax.rsqrt(var.reshape(shape) + self.epsilon)
-    if self.scale:
-      y = y * params["gamma"].reshape(shape)
-    if self.center:
-      y = y + params["beta"].reshape(shape)
-    return y
+    return _scale_shift(self, params, y, shape)
 
   def _moments(self, x: Array, mask: Array | None = None) -> tuple[Array, Array]:
     axes = tuple(i for i in range(x.ndim) if i != self.axis % x.ndim)
@@ -554,20 +570,12 @@ class LayerNormalization(WeightPenalties, Layer):
 
   def __post_init__(self):
     object.__setattr__(self, "axis", _axis_arg("LayerNormalization", self.axis))
-    if isinstance(self.epsilon, bool) or not isinstance(self.epsilon, (int, float)) or not self.epsilon > 0.0:
-      raise JaxnnError(f"LayerNormalization: epsilon must be a positive number, got {self.epsilon!r}")
+    _check_epsilon("LayerNormalization", self.epsilon)
     check_names(self)
 
   def init(self, key, input_shape):
     axes = _norm_axes("LayerNormalization", self.axis, input_shape)
-    shape = tuple(input_shape[a - 1] for a in axes)
-    k_gamma, k_beta = jax.random.split(key)
-    params = {}
-    if self.scale:
-      params["gamma"] = initializers.get(self.gamma_initializer)(k_gamma, shape, jnp.float32)
-    if self.center:
-      params["beta"] = initializers.get(self.beta_initializer)(k_beta, shape, jnp.float32)
-    return params, tuple(input_shape)
+    return _gamma_beta(self, key, tuple(input_shape[a - 1] for a in axes)), tuple(input_shape)
 
   def output_shape(self, input_shape):
     _norm_axes("LayerNormalization", self.axis, input_shape)
@@ -579,12 +587,7 @@ class LayerNormalization(WeightPenalties, Layer):
     shape = [x.shape[a] if a in axes else 1 for a in range(x.ndim)]
     mean = jnp.mean(x, axis=axes, keepdims=True)
     var = jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True)  # two-pass: no cancellation
-    y = (x - mean) * jax.lax.rsqrt(var + self.epsilon)
-    if self.scale:
-      y = y * params["gamma"].reshape(shape)
-    if self.center:
-      y = y + params["beta"].reshape(shape)
-    return y
+    return _scale_shift(self, params, (x - mean) * jax.lax.rsqrt(var + self.epsilon), shape)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -600,8 +603,7 @@ class RMSNormalization(Layer):
 
   def __post_init__(self):
     object.__setattr__(self, "axis", _axis_arg("RMSNormalization", self.axis))
-    if isinstance(self.epsilon, bool) or not isinstance(self.epsilon, (int, float)) or not self.epsilon > 0.0:
-      raise JaxnnError(f"RMSNormalization: epsilon must be a positive number, got {self.epsilon!r}")
+    _check_epsilon("RMSNormalization", self.epsilon)
 
   def init(self, key, input_shape):
     del key

@@ -33,6 +33,11 @@ Shape = tuple[int, ...]
 Carry = Any
 
 
+def _state_list(initial_state: Any) -> list[Any]:
+  """Keras' `initial_state` as a list of arrays: one array alone, or a list / tuple of them."""
+  return [initial_state] if hasattr(initial_state, "shape") else list(initial_state)
+
+
 @dataclasses.dataclass(frozen=True)
 class _Recurrent(WeightPenalties, Layer):
   """Shared config and time loop; subclasses define the gates (`_GATES`) and one step of the cell."""
@@ -94,7 +99,7 @@ class _Recurrent(WeightPenalties, Layer):
     LSTM: h, c), or one array for a single-state layer; zeros when None."""
     if initial_state is None:
       return self._initial_carry(batch, dtype)
-    states = [initial_state] if hasattr(initial_state, "shape") else list(initial_state)
+    states = _state_list(initial_state)
     if len(states) != self._STATES:
       raise JaxnnError(f"{self._where}: initial_state must hold {self._STATES} array(s) "
                        f"{'(h, c)' if self._STATES == 2 else '(h)'}, got {len(states)}")
@@ -366,7 +371,7 @@ class Bidirectional(Layer):
     init_f = init_b = None
     if initial_state is not None:
       n = self.layer._STATES
-      states = [initial_state] if hasattr(initial_state, "shape") else list(initial_state)
+      states = _state_list(initial_state)
       if len(states) != 2 * n:
         raise JaxnnError(f"Bidirectional({self.layer._where}): initial_state must hold {2 * n} arrays (the forward "
                          f"layer's {n}, then the backward layer's), got {len(states)}")
