@@ -312,27 +312,44 @@ def categorical_hinge(y_true: ArrayLike, y_pred: ArrayLike) -> Array:
 
 
 # --------------------------------------------------------------------------------------------- reduction
-def _batch_vector(arg: str, value: ArrayLike | None, batch: int, dtype: Any) -> Array | None:
-  """A (batch,) float vector, or None."""
+def _weight_shapes(shape: tuple[int, ...]) -> str:
+  """The weight / mask shapes `weighted_mean` accepts for values of `shape`: (B,) up to the values' own."""
+  return " or ".join(str(shape[:k]) for k in range(1, len(shape) + 1))
+
+
+def _leading(arg: str, value: ArrayLike | None, shape: tuple[int, ...], dtype: Any) -> Array | None:
+  """Per-example `(B,)` or per-element `shape[:k]` weights, as `dtype` (None stays None)."""
   if value is None:
     return None
   value = jnp.asarray(value)
-  if value.shape != (batch,):
-    raise JaxnnError(f"{arg}: expected shape ({batch},), one value per example, found {value.shape}")
+  if value.ndim == 0 or value.shape != shape[:value.ndim]:
+    what = "one value per example" if len(shape) == 1 else "one value per example or per step"
+    raise JaxnnError(f"{arg}: expected shape {_weight_shapes(shape)}, {what}, found {value.shape}")
   return value.astype(dtype)
+
+
+def _expand(value: Array, ndim: int) -> Array:
+  """value with trailing axes of size 1 up to `ndim` axes, to broadcast against per-element values."""
+  return value.reshape(value.shape + (1,) * (ndim - value.ndim))
 
 
 def weighted_mean(values: ArrayLike, sample_weight: ArrayLike | None = None,
                   mask: ArrayLike | None = None) -> Array:
   """Keras' "sum_over_batch_size" reduction: `sum(values * sample_weight * mask) / max(sum(mask), 1)`.
 
-  Dividing by the number of unmasked examples (not by the sum of weights) keeps a weight's meaning
+  Dividing by the number of unmasked entries (not by the sum of weights) keeps a weight's meaning
   independent of the other examples in the batch, and lets a padded last batch be masked out.
 
+  Per-step values, `(B, T)` say (a loss over sequence outputs), take per-example or per-step weights and
+  masks. A per-step mask (Keras' mask on the outputs: `Embedding(mask_zero=True)`, `Masking`) divides by
+  the number of unmasked steps, as Keras does; with per-example ones each example's values are averaged
+  over its steps first. Masked entries count for nothing, whatever they hold (nan included).
+
   Args:
-    values: per-example values, shape `(B,)`; extra axes `(B, ...)` are averaged first.
-    sample_weight: per-example weights, shape `(B,)`; default 1.
-    mask: 1 for real examples, 0 for padding, shape `(B,)` (bool or float); default all 1.
+    values: per-example values, shape `(B,)`, or per-step values `(B, T, ...)`.
+    sample_weight: weights of shape `(B,)` (per example) or `values.shape[:k]` (per step); default 1.
+    mask: 1 for real entries, 0 for padding, of shape `(B,)` or `values.shape[:k]` (bool or float);
+      default all 1.
 
   Returns:
     A scalar.
@@ -340,15 +357,21 @@ def weighted_mean(values: ArrayLike, sample_weight: ArrayLike | None = None,
   values = jnp.asarray(values)
   if values.ndim == 0:
     raise JaxnnError("values: expected per-example values with a batch axis, found a scalar")
-  if values.ndim > 1:
-    values = jnp.mean(values, axis=tuple(range(1, values.ndim)))
-  batch = values.shape[0]
-  weight = _batch_vector("sample_weight", sample_weight, batch, values.dtype)
-  mask = _batch_vector("mask", mask, batch, values.dtype)
-  weight = jnp.ones_like(values) if weight is None else weight
-  count = batch if mask is None else jnp.sum(mask)
-  weight = weight if mask is None else weight * mask
+  weight = _leading("sample_weight", sample_weight, values.shape, values.dtype)
+  mask = _leading("mask", mask, values.shape, values.dtype)
+  # Values are averaged over the axes no weight or mask reaches; the rest are weighted element by element.
+  rank = max([1] + [v.ndim for v in (weight, mask) if v is not None])
+  if values.ndim > rank:
+    values = jnp.mean(values, axis=tuple(range(rank, values.ndim)))
+  if weight is None:
+    weight = jnp.ones_like(values)
+  if mask is None:
+    count = values.size
+  else:
+    count = jnp.sum(jnp.broadcast_to(_expand(mask, rank), values.shape))
+    weight = _expand(weight, rank) * _expand(mask, rank)
   # `where`, not a product: padded rows may hold garbage (nan) that 0 * nan would let through.
+  weight = jnp.broadcast_to(_expand(weight, rank), values.shape)
   total = jnp.sum(jnp.where(weight != 0, values * weight, 0.0))
   return total / jnp.maximum(count, 1.0)
 

@@ -77,13 +77,15 @@ def _scores(name: str, y_pred: ArrayLike, min_ndim: int = 1) -> Array:
   return y_pred
 
 
-def _weights(sample_weight: ArrayLike | None, batch: int) -> Array:
-  """Float32 per-example weights of shape (batch,); all ones for None."""
+def _weights(sample_weight: ArrayLike | None, shape: tuple[int, ...]) -> Array:
+  """Float32 weights per example `(B,)` or per step (`shape[:k]`, e.g. `(B, T)` for sequence outputs); all
+  ones of shape (B,) for None."""
   if sample_weight is None:
-    return jnp.ones((batch,), jnp.float32)
+    return jnp.ones(shape[:1], jnp.float32)
   sample_weight = jnp.asarray(sample_weight)
-  if sample_weight.shape != (batch,):
-    raise JaxnnError(f"sample_weight: expected shape ({batch},), one value per example, "
+  if sample_weight.ndim == 0 or sample_weight.shape != shape[:sample_weight.ndim]:
+    what = "one value per example" if len(shape) == 1 else "one value per example or per step"
+    raise JaxnnError(f"sample_weight: expected shape {losses._weight_shapes(shape)}, {what}, "  # pylint: disable=protected-access
                      f"found {sample_weight.shape}")
   return sample_weight.astype(jnp.float32)
 
@@ -202,9 +204,10 @@ def _mean_update(y_true: ArrayLike, y_pred: ArrayLike, sample_weight: ArrayLike 
   if values.ndim == 0:
     raise JaxnnError(f"{getattr(fn, '__name__', 'metric')}: expected per-example values with a batch "
                      "axis, found a scalar")
-  if values.ndim > 1:
-    values = jnp.mean(values, axis=tuple(range(1, values.ndim)))
-  weight = _weights(sample_weight, values.shape[0])
+  weight = _weights(sample_weight, values.shape)
+  # Averaged over the axes the weights do not reach, then weighted entry by entry (Keras' Mean metrics).
+  if values.ndim > weight.ndim:
+    values = jnp.mean(values, axis=tuple(range(weight.ndim, values.ndim)))
   # `where`, not a product: padded rows may hold garbage (nan) that 0 * nan would let through.
   return {"total": jnp.sum(jnp.where(weight != 0, values * weight, 0.0)), "count": jnp.sum(weight)}
 
@@ -253,8 +256,8 @@ def confusion_matrix(y_true: ArrayLike, y_pred_classes: ArrayLike, num_classes: 
   if y_true.shape != y_pred_classes.shape or y_true.ndim == 0:
     raise JaxnnError(f"{name}: y_pred_classes must have the shape of y_true {y_true.shape} with a batch "
                      f"axis, found {y_pred_classes.shape}")
-  weight = _weights(sample_weight, y_true.shape[0])
-  weight = jnp.broadcast_to(weight.reshape((-1,) + (1,) * (y_true.ndim - 1)), y_true.shape)
+  weight = _weights(sample_weight, y_true.shape)
+  weight = jnp.broadcast_to(weight.reshape(weight.shape + (1,) * (y_true.ndim - weight.ndim)), y_true.shape)
   true_1h = jax.nn.one_hot(y_true.reshape(-1), num_classes) * weight.reshape(-1, 1)
   pred_1h = jax.nn.one_hot(y_pred_classes.reshape(-1), num_classes)
   # HIGHEST: a default-precision float32 matmul may run in TF32 on GPUs and round the weights.

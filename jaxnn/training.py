@@ -94,14 +94,26 @@ def _initial_arrays(tx: optax.GradientTransformation, params: PyTree) -> tuple[P
 
 
 # --------------------------------------------------------------------------------------------- statistics
+def _entry_mask(mask: Array, step_mask: Array | None) -> Array:
+  """The batch's padding mask (B,), times the outputs' step mask (B, T) when they carry one (a model whose
+  sequence outputs keep `Embedding(mask_zero=True)`'s or `Masking`'s mask): what the loss and metrics count."""
+  if step_mask is None:
+    return mask
+  return mask.reshape(mask.shape + (1,) * (step_mask.ndim - 1)) * step_mask.astype(mask.dtype)
+
+
 def _batch_stats(loss_value: Array, y: Array, y_pred: Array, mask: Array,
-                 metrics: tuple[metrics_lib.Metric, ...]) -> dict[str, PyTree]:
-  """Additive statistics of one batch: summed loss and each metric's sufficient statistics."""
+                 metrics: tuple[metrics_lib.Metric, ...], entry_mask: Array | None = None) -> dict[str, PyTree]:
+  """Additive statistics of one batch: summed loss and each metric's sufficient statistics.
+
+  The loss is weighted by the batch's examples (`mask`, (B,)), as Keras' epoch loss weights each batch by its
+  size; the metrics count the entries of `entry_mask` (`_entry_mask`; default `mask`): only unmasked steps.
+  """
   count = jnp.sum(mask)
   stats = {"loss": {"sum": loss_value * count, "count": count}}
   for metric in metrics:
-    # Keras' `metrics` ignore sample weights; the mask only removes padding.
-    stats[metric.name] = metric.update(y, y_pred, mask)
+    # Keras' `metrics` ignore sample weights; the mask only removes padding (and masked steps).
+    stats[metric.name] = metric.update(y, y_pred, mask if entry_mask is None else entry_mask)
   return stats
 
 
@@ -153,7 +165,9 @@ def train_step(state: TrainState, x: Array, y: Array, sample_weight: Array, mask
   """One optimizer step on one batch: a pure function (jit it, or let `fit` scan it).
 
   The objective is the weighted data loss plus weight and activity penalties (Keras' total loss);
-  constraints are applied after the update. The dropout key is folded from the run key and the step.
+  constraints are applied after the update. Where the model's outputs carry a step mask (sequence outputs
+  after `Embedding(mask_zero=True)` or `Masking`), the loss and metrics leave the masked steps out, as
+  Keras does: the loss is the mean over the batch's unmasked steps. The dropout key is folded from the run key and the step.
   `hparams` holds traced per-run values (`jaxnn.sweep.fit_many`): "l2" adds `l2 * sum(kernel**2)` over every
   layer's kernel to the objective, "dropout_rate" replaces every Dropout layer's rate.
   With `max_bad_steps`, a step with a non-finite loss or gradients is skipped and counted (`numerics.guard`);
@@ -165,19 +179,20 @@ def train_step(state: TrainState, x: Array, y: Array, sample_weight: Array, mask
   def objective(params):
     y_pred, aux = model.forward(params, x, state=state.model_state, training=True, key=dropout_key,
                                 dropout_rate=hparams.get("dropout_rate"), mask=mask)
-    data_loss = loss(y, y_pred, sample_weight=sample_weight, mask=mask)
+    entry_mask = _entry_mask(mask, aux["step_mask"])
+    data_loss = loss(y, y_pred, sample_weight=sample_weight, mask=entry_mask)
     penalty = model.regularization(params) + aux["activity_penalty"]
     if "l2" in hparams:
       penalty = penalty + hparams["l2"] * model.kernel_sum_of_squares(params)
-    return data_loss + penalty, (y_pred, aux["state"])
+    return data_loss + penalty, (y_pred, aux["state"], entry_mask)
 
-  (total, (y_pred, model_state)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+  (total, (y_pred, model_state, entry_mask)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
 
   def update(st: TrainState) -> TrainState:
     st = st.apply_gradients(grads=grads, model_state=model_state)
     return st.replace(params=model.constrain(st.params))
 
-  stats = _batch_stats(total, y, y_pred, mask, metrics)
+  stats = _batch_stats(total, y, y_pred, mask, metrics, entry_mask)
   if max_bad_steps is None:
     return update(state), stats
   return numerics.guard(state, update, total, grads, stats, max_bad_steps, skip=skip_bad_steps,
@@ -255,8 +270,9 @@ def eval_totals(params: PyTree, model_state: PyTree, x: Array, y: Array, *, mode
     y_b = jnp.take(y, idx_b, axis=0)
     y_pred, aux = model.forward(params, jnp.take(x, idx_b, axis=0), state=model_state)
     mask = valid_b.astype(jnp.float32)
-    total = loss(y_b, y_pred, mask=mask) + penalty + aux["activity_penalty"]
-    return carry, _batch_stats(total, y_b, y_pred, mask, metrics)
+    entry_mask = _entry_mask(mask, aux["step_mask"])
+    total = loss(y_b, y_pred, mask=entry_mask) + penalty + aux["activity_penalty"]
+    return carry, _batch_stats(total, y_b, y_pred, mask, metrics, entry_mask)
 
   stats_shape = jax.eval_shape(body, (), (idx[0], valid[0]))[1]
   _, totals = _scan_sum(body, (), stats_shape, (idx, valid))
@@ -372,11 +388,6 @@ def _check_xy(model: Sequential, loss: losses_lib.Loss, x: np.ndarray, y: Any, w
   """Checks x (a batch that fits the params), y (the loss's label format) and returns y cast for training."""
   _checks.check_batch(x, what)
   model.layers[0].check_inputs(x, f"{what}: x")
-  if model.output_masked:
-    raise JaxnnError(f"{what}: {model.name}'s outputs carry a step mask (from Embedding(mask_zero=True) or Masking "
-                     f"through layers that return sequences); a loss over masked steps is not supported: end the "
-                     f"model with a layer that consumes the mask (a recurrent layer without return_sequences, "
-                     f"GlobalAveragePooling1D), or predict() the sequence outputs")
   out_shape = _checks.output_shape(model, x.shape[1:], what)
   if params is not _NOT_MADE_YET:
     _checks.check_params(model, params.params if isinstance(params, TrainState) else params, x.shape[1:], what)
@@ -446,7 +457,8 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
     batch_size: examples per step: len(x) is batch gradient descent, 1 stochastic, k mini-batch.
     validation_data: `(x_val, y_val)` evaluated after every epoch (`val_*` in the history).
     validation_split: fraction of (x, y) held out for validation, taken from the end before shuffling.
-    sample_weight: per-example weights (N,) for the loss.
+    sample_weight: weights for the loss: one per example (N,), or for per-step outputs (a model ending in
+      sequences, output (T, C)) one per step too, (N, T), as Keras' temporal sample weights.
     class_weight: `{class: weight}` turned into per-example weights for the loss.
     shuffle: reshuffle the training data every epoch (from the run key and the epoch number).
     key: the run's PRNG key (shuffling, dropout); default `jax.random.key(0)`.
@@ -485,11 +497,14 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
       sample_weight = np.asarray(sample_weight)[:-n_val]
   n = len(x)
   batch_size = _checks.check_batch_size(batch_size, n, "fit")
-  weights = _checks.sample_weights(sample_weight, n)
+  out_shape = model.output_shapes(x.shape[1:])[-1]
+  weights = _checks.sample_weights(sample_weight, n, steps=tuple(out_shape[:-1]))
   numerics.check_finite(weights, "sample_weight")
   if class_weight is not None:
-    num_classes = model.output_shapes(x.shape[1:])[-1][-1]
-    weights = weights * np.asarray(losses_lib.class_weight_to_sample_weight(y, class_weight, num_classes))
+    if len(out_shape) > 1:
+      raise JaxnnError(f"fit: class_weight needs one output per example, found outputs of shape {tuple(out_shape)} "
+                       f"per example; pass per-step weights as sample_weight of shape {(n, *out_shape[:-1])}")
+    weights = weights * np.asarray(losses_lib.class_weight_to_sample_weight(y, class_weight, out_shape[-1]))
   if validation_data is not None:
     x_val = _as_float_inputs(validation_data[0], "validation_data x")
     y_val = _check_xy(model, loss, x_val, validation_data[1], "validation_data", params, metrics)

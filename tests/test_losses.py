@@ -326,6 +326,38 @@ def test_weighted_mean_masking_equals_dropping(rows):
   np.testing.assert_allclose(masked, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_weighted_mean_per_step_masks_and_weights():
+  """(B, T) values (a loss over sequence outputs): a per-step mask divides by the unmasked steps (Keras' masked
+  reduction); per-step and per-example weights multiply; a per-example mask keeps averaging over the steps."""
+  weighted_mean = _jit(losses.weighted_mean)
+  rng = np.random.default_rng(0)
+  values = rng.normal(size=(4, 5)).astype(np.float32)
+  step_mask = rng.random((4, 5)) < 0.6
+  step_w = rng.uniform(0, 2, (4, 5)).astype(np.float32)
+  example_w = rng.uniform(0, 2, (4,)).astype(np.float32)
+  np.testing.assert_allclose(weighted_mean(values, mask=step_mask), values[step_mask].mean(), rtol=1e-5)
+  np.testing.assert_allclose(weighted_mean(values, step_w, step_mask),
+                             (values * step_w)[step_mask].sum() / step_mask.sum(), rtol=1e-5)
+  np.testing.assert_allclose(weighted_mean(values, example_w, step_mask),
+                             (values * example_w[:, None])[step_mask].sum() / step_mask.sum(), rtol=1e-5)
+  # Per-step weights without a mask: the mean over every element.
+  np.testing.assert_allclose(weighted_mean(values, step_w), (values * step_w).mean(), rtol=1e-5)
+  # A per-example mask with per-step weights: the mean over the unmasked examples' elements.
+  rows = np.array([1.0, 0.0, 1.0, 1.0], np.float32)
+  np.testing.assert_allclose(weighted_mean(values, step_w, rows),
+                             (values * step_w)[rows == 1].mean(), rtol=1e-5)
+  # (B, T, K) values with a (B, T) mask: averaged over K, then over the unmasked steps.
+  values3 = rng.normal(size=(4, 5, 3)).astype(np.float32)
+  np.testing.assert_allclose(weighted_mean(values3, mask=step_mask), values3.mean(-1)[step_mask].mean(), rtol=1e-5)
+  # Nothing unmasked: 0 (Keras divides with divide_no_nan), and nan in masked steps stays out.
+  np.testing.assert_allclose(weighted_mean(values, mask=np.zeros((4, 5))), 0.0)
+  garbage = np.where(step_mask, values, np.nan)
+  np.testing.assert_allclose(weighted_mean(garbage, step_w, step_mask),
+                             (values * step_w)[step_mask].sum() / step_mask.sum(), rtol=1e-5)
+  grad = jax.grad(lambda v: losses.weighted_mean(v, step_w, step_mask))(jnp.asarray(garbage))
+  np.testing.assert_allclose(grad, np.where(step_mask, step_w / step_mask.sum(), 0.0), rtol=1e-6)
+
+
 def test_weighted_mean_errors():
   with pytest.raises(JaxnnError, match=r"sample_weight: expected shape \(3,\), one value per example, "
                                        r"found \(3, 1\)"):
@@ -334,6 +366,12 @@ def test_weighted_mean_errors():
     losses.weighted_mean(jnp.zeros(3), mask=1.0)
   with pytest.raises(JaxnnError, match=r"values: expected per-example values with a batch axis"):
     losses.weighted_mean(jnp.float32(1.0))
+  with pytest.raises(JaxnnError, match=r"^mask: expected shape \(4,\) or \(4, 5\), one value per example or per "
+                                       r"step, found \(5,\)$"):
+    losses.weighted_mean(jnp.zeros((4, 5)), mask=jnp.ones(5))
+  with pytest.raises(JaxnnError, match=r"^sample_weight: expected shape \(4,\) or \(4, 5\) or \(4, 5, 2\), "
+                                       r"one value per example or per step, found \(4, 6\)$"):
+    losses.weighted_mean(jnp.zeros((4, 5, 2)), jnp.ones((4, 6)))
 
 
 def test_loss_call_weights_and_masks():

@@ -304,5 +304,38 @@ def test_shape_and_dtype_errors():
   with pytest.raises(JaxnnError, match=r"sample_weight: expected shape \(4,\), one value per example, "
                                        r"found \(4, 1\)"):
     metrics.evaluate(metrics.get("accuracy"), LABELS, SCORES, jnp.ones((4, 1)))
+  with pytest.raises(JaxnnError, match=r"^sample_weight: expected shape \(4,\) or \(4, 2\), one value per example "
+                                       r"or per step, found \(2, 4\)$"):
+    metrics.evaluate(metrics.get("sparse_categorical_accuracy"), jnp.zeros((4, 2), jnp.int32),
+                     jnp.zeros((4, 2, 3)), jnp.ones((2, 4)))
   with pytest.raises(JaxnnError, match="no broadcasting"):
     jax.jit(metrics.get("binary_accuracy").update)(jnp.zeros(4), jnp.zeros((4, 1)))
+
+
+def test_per_step_weights_count_steps_as_keras_mean_metrics_do():
+  """Sequence outputs (B, T, C) with a (B, T) weight or mask: the mean over the weighted steps, and statistics
+  that still add over batches; confusion metrics count the weighted steps."""
+  rng = np.random.default_rng(0)
+  scores = rng.normal(size=(6, 5, 3)).astype(np.float32)
+  labels = rng.integers(0, 3, (6, 5)).astype(np.int32)
+  mask = (rng.random((6, 5)) < 0.7).astype(np.float32)
+  correct = (scores.argmax(-1) == labels)
+  accuracy = metrics.get("sparse_categorical_accuracy")
+  np.testing.assert_allclose(metrics.evaluate(accuracy, labels, scores, mask), correct[mask == 1].mean(), rtol=1e-6)
+  halves = [accuracy.update(labels[s], scores[s], mask[s]) for s in (slice(0, 2), slice(2, 6))]
+  np.testing.assert_allclose(accuracy.compute(jax.tree.map(jnp.add, *halves)), correct[mask == 1].mean(), rtol=1e-6)
+  # Per-example weights on per-step values: each example's steps averaged, then weighted.
+  w = rng.uniform(0, 2, (6,)).astype(np.float32)
+  np.testing.assert_allclose(metrics.evaluate(accuracy, labels, scores, w),
+                             (correct.mean(-1) * w).sum() / w.sum(), rtol=1e-6)
+  # Binary per-step outputs (B, T, 1) with a (B, T) mask.
+  probs = rng.random((6, 5, 1)).astype(np.float32)
+  targets = rng.integers(0, 2, (6, 5, 1)).astype(np.float32)
+  hits = ((probs > 0.5) == targets)[..., 0]
+  np.testing.assert_allclose(metrics.evaluate(metrics.get("binary_accuracy"), targets, probs, mask),
+                             hits[mask == 1].mean(), rtol=1e-6)
+  cm = np.zeros((3, 3))
+  np.add.at(cm, (labels[mask == 1], scores.argmax(-1)[mask == 1]), 1.0)
+  np.testing.assert_allclose(metrics.confusion_matrix(labels, scores.argmax(-1), 3, mask), cm)
+  np.testing.assert_allclose(metrics.precision(labels, scores, mask, average="micro"), np.trace(cm) / cm.sum(),
+                             rtol=1e-6)

@@ -142,7 +142,8 @@ def test_evaluate_and_predict_match_numpy():
   model = softmax_regression()
   params = model.init(KEY, (5,))
   probs = training.predict(model, params, x, batch_size=7)  # 30 = 4 * 7 + 2: padded last batch
-  np.testing.assert_allclose(probs, model.apply(params, x), rtol=1e-6)
+  # Batches of 7 and one of 30 are different matmuls: float32 rounding (1.03e-6 relative on a Zen 3 CPU).
+  np.testing.assert_allclose(probs, model.apply(params, x), rtol=1e-5)
   result = training.evaluate(model, params, x, y, loss="sparse_categorical_crossentropy",
                              metrics=["accuracy"], batch_size=7)
   expected_loss = -np.mean(np.log(probs[np.arange(30), y]))
