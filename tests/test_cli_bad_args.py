@@ -127,6 +127,13 @@ SPECIFIC = {
         (["--cell", "rnn"], r"argument --cell: invalid choice: 'rnn'"),
         (["--settings", "post", "x"], r"argument --settings: invalid choice: 'x'"),
     ],
+    "tagging": [
+        (["--max-length", "1"], r"argument --max-length: expected at least 2, got 1"),
+        (["--runs", "0"], r"argument --runs: expected a positive integer, got '0'"),
+        (["--long-factor", "0"], r"argument --long-factor: expected a positive integer, got '0'"),
+        (["--cell", "rnn"], r"argument --cell: invalid choice: 'rnn'"),
+        (["--settings", "pre", "y"], r"argument --settings: invalid choice: 'y'"),
+    ],
     "vanishing_gradients": [
         (["--settings", "x"], r"argument --settings: invalid choice: 'x'"),
         (["--momentum", "2"], r"optimizer 'sgd' momentum: expected a number in \[0.0, 1.0\]; got 2.0"),

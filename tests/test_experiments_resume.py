@@ -13,7 +13,7 @@ from jaxnn import cli
 
 EXPERIMENTS = ("mnist_mlp", "mnist_cnn", "mnist_rnn", "activations", "backprop", "descent_variants",
                "gradient_descent", "initialization", "losses", "metrics", "perceptron", "regularization",
-               "sweep", "vanishing_gradients", "masking")
+               "sweep", "vanishing_gradients", "masking", "tagging")
 TINY = ["--n-train", "300", "--n-test", "100", "--epochs", "3", "--hidden", "16", "--batch-size", "32",
         "--verbose", "0"]
 
