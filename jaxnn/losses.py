@@ -4,7 +4,7 @@ Every loss function takes `(y_true, y_pred)` plus keyword-only options and retur
 the class / feature (last) axis is reduced as Keras does, so `(B, C)` inputs give `(B,)`. Rank-1 inputs
 to element-wise losses (`(B,)` targets and predictions) are already per-example and are not reduced.
 Inputs of rank 3 or more keep their extra axes (`(B, T, C)` gives `(B, T)`); `weighted_mean` averages
-them. Reduction and weighting happen in one place, `weighted_mean`, which `Loss.__call__` uses.
+them, or with per-step weights or a per-step mask (sequence outputs) weighs them step by step. Reduction and weighting happen in one place, `weighted_mean`, which `Loss.__call__` uses.
 
 Deliberate difference from Keras: shapes are never squeezed, expanded or broadcast. Keras quietly turns
 `(B,)` targets against `(B, 1)` predictions into a match (and `(B, 1)` sparse labels into `(B,)`); here
@@ -363,15 +363,15 @@ def weighted_mean(values: ArrayLike, sample_weight: ArrayLike | None = None,
   rank = max([1] + [v.ndim for v in (weight, mask) if v is not None])
   if values.ndim > rank:
     values = jnp.mean(values, axis=tuple(range(rank, values.ndim)))
-  if weight is None:
-    weight = jnp.ones_like(values)
+  weight = jnp.ones((), values.dtype) if weight is None else _expand(weight, rank)
   if mask is None:
     count = values.size
   else:
-    count = jnp.sum(jnp.broadcast_to(_expand(mask, rank), values.shape))
-    weight = _expand(weight, rank) * _expand(mask, rank)
+    mask = jnp.broadcast_to(_expand(mask, rank), values.shape)
+    count = jnp.sum(mask)
+    weight = weight * mask
   # `where`, not a product: padded rows may hold garbage (nan) that 0 * nan would let through.
-  weight = jnp.broadcast_to(_expand(weight, rank), values.shape)
+  weight = jnp.broadcast_to(weight, values.shape)
   total = jnp.sum(jnp.where(weight != 0, values * weight, 0.0))
   return total / jnp.maximum(count, 1.0)
 

@@ -2,7 +2,8 @@
 
 A `Metric` is `update(y_true, y_pred, sample_weight) -> statistics` (sums over one batch) and
 `compute(statistics) -> value`. Statistics of batches add leaf by leaf: `compute` of the summed updates of
-two halves equals the metric on the whole. `sample_weight` (B,) may be a 0 / 1 padding mask.
+two halves equals the metric on the whole. `sample_weight` (B,) may be a 0 / 1 padding mask; per-step
+weights (B, T) (sequence outputs: `fit` passes the outputs' step mask there) weigh each step.
 
 - Mean metrics (accuracies, mse, crossentropy, ...) keep `{"total", "count"}` and divide by the summed
   weight, as Keras' `Mean` metrics do (losses divide by the number of examples instead).
@@ -236,7 +237,7 @@ def confusion_matrix(y_true: ArrayLike, y_pred_classes: ArrayLike, num_classes: 
     y_true: integer labels, shape `(B,)` (or `(B, ...)`).
     y_pred_classes: integer predicted classes, the shape of `y_true`.
     num_classes: the number of classes C (static).
-    sample_weight: per-example weights `(B,)`; default 1.
+    sample_weight: per-example weights `(B,)`, or per-entry ones of a leading part of y_true's shape; default 1.
 
   Returns:
     A float32 `(C, C)` matrix, rows true classes, columns predicted classes. Out-of-range labels raise

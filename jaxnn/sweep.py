@@ -322,7 +322,9 @@ def unstack(states: training.TrainState) -> list[training.TrainState]:
 @functools.partial(jax.jit, static_argnames=("model", "loss"))
 def _grads(params, model_state, x, y, *, model, loss):
   def one(x_i, y_i):
-    objective = lambda p: loss(y_i[None], model.apply(p, x_i[None], state=model_state))
+    def objective(p):
+      y_pred, aux = model.forward(p, x_i[None], state=model_state)
+      return loss(y_i[None], y_pred, mask=aux["step_mask"])  # masked steps of sequence outputs stay out
     return jax.grad(objective)(params)
   return jax.vmap(one)(x, y)
 
@@ -348,7 +350,9 @@ def per_example_grads(model: Sequential, params: PyTree, x: Any, y: Any, *, loss
 
   The loss of example i is `loss(y[i:i+1], model.apply(params, x[i:i+1]))` at inference (no dropout,
   running statistics for BatchNormalization); weight penalties are not included. Their mean over the
-  examples is the gradient of the mean loss.
+  examples is the gradient of the mean loss. For outputs that carry a step mask (sequence outputs after
+  `Embedding(mask_zero=True)`), example i's loss is its mean over its own unmasked steps (0 with none), so
+  the mean of the gradients weighs every example alike where the batch loss weighs every unmasked step.
 
   Args:
     model: the Sequential model.

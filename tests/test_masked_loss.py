@@ -259,6 +259,32 @@ def test_masked_tagger_learns_and_fit_many_matches_fit():
   np.testing.assert_allclose(histories[0]["accuracy"], single["accuracy"], rtol=1e-5)
 
 
+def test_per_example_grads_leave_the_masked_steps_out():
+  """Example i's gradient is that of the mean crossentropy over its own unmasked steps (written out with jnp);
+  its masked steps' targets do not matter. An example with no unmasked step has a zero gradient."""
+  model, params = _tagger()
+  grads = jaxnn.per_example_grads(model, params, X, Y, loss=SCCE)
+  other = jaxnn.per_example_grads(model, params, X, np.where(MASK, Y, (Y + 1) % C), loss=SCCE)
+  jax.tree.map(np.testing.assert_array_equal, grads, other)
+  jparams = jax.tree.map(jnp.asarray, params)
+  for i in (0, 2, 5):
+    mask = jnp.asarray(MASK[i:i + 1], jnp.float32)
+
+    def objective(prm, i=i, mask=mask):
+      p = model.apply(prm, jnp.asarray(X[i:i + 1]))
+      p = jnp.clip(p / p.sum(-1, keepdims=True), 1e-7, 1 - 1e-7)
+      ll = -jnp.log(jnp.take_along_axis(p, jnp.asarray(Y[i:i + 1])[..., None], -1)[..., 0])
+      return jnp.sum(ll * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+    want = jax.grad(objective)(jparams)
+    for path, g in jax.tree_util.tree_leaves_with_path(want):
+      got = functools.reduce(lambda d, k: d[k.key], path, grads)[i]
+      np.testing.assert_allclose(got, np.asarray(g), rtol=1e-4, atol=1e-6, err_msg=f"{i} {jax.tree_util.keystr(path)}")
+  assert not SEQS[5]  # the row of padding only
+  norms = jaxnn.per_example_grad_norms(model, params, X, Y, loss=SCCE)
+  assert norms[5] == 0.0 and (np.delete(norms, 5) > 0).all()
+
+
 # ------------------------------------------------------------------------------------------ errors
 def test_sample_weight_shape_errors_name_both_accepted_shapes():
   model, params = _tagger()
