@@ -102,8 +102,8 @@ def check_key(key: Any, arg: str = "key") -> None:
   raise JaxnnError(f"{arg}: expected a PRNG key from jax.random.key(seed), got {shown}")
 
 
-def sample_weights(sample_weight: Any, n: int, steps: Shape = ()) -> np.ndarray:
-  """Weights for `fit` as float32: ones (n,) when None; finite and >= 0 otherwise.
+def sample_weights(sample_weight: Any, n: int, steps: Shape = (), where: str = "fit") -> np.ndarray:
+  """Weights for `fit` (or `where`) as float32: ones (n,) when None; finite and >= 0 otherwise.
 
   One weight per example (n,), or for a model with per-step outputs (output shape `(*steps, classes)`, e.g.
   `(T, C)` from a recurrent layer with return_sequences) one per step too, `(n, *steps)`: Keras' temporal
@@ -111,20 +111,20 @@ def sample_weights(sample_weight: Any, n: int, steps: Shape = ()) -> np.ndarray:
   """
   if sample_weight is None:
     return np.ones((n,), np.float32)
-  weights = as_array(sample_weight, "fit: sample_weight")
+  weights = as_array(sample_weight, f"{where}: sample_weight")
   if weights.dtype.kind not in "biuf":
-    raise JaxnnError(f"fit: sample_weight must hold numbers, got dtype {weights.dtype}")
+    raise JaxnnError(f"{where}: sample_weight must hold numbers, got dtype {weights.dtype}")
   if weights.shape not in ((n,), (n, *steps)):
+    example = "training example" if where == "fit" else "example"
+    expected = f"({n},), one weight per {example}"
     if steps:
-      expected = f"({n},), one weight per training example, or {(n, *steps)}, one per output step"
-    else:
-      expected = f"({n},), one weight per training example"
-    raise JaxnnError(f"fit: sample_weight must have shape {expected}, got {weights.shape}")
+      expected += f", or {(n, *steps)}, one per output step"
+    raise JaxnnError(f"{where}: sample_weight must have shape {expected}, got {weights.shape}")
   weights = weights.astype(np.float32)
   bad = ~(np.isfinite(weights) & (weights >= 0))
   if bad.any():
     i = int(np.flatnonzero(bad)[0])
-    raise JaxnnError(f"fit: sample_weight must be finite and >= 0, found {weights.flat[i]} at "
+    raise JaxnnError(f"{where}: sample_weight must be finite and >= 0, found {weights.flat[i]} at "
                      f"sample_weight[{', '.join(map(str, np.unravel_index(i, weights.shape)))}] "
                      f"({int(bad.sum())} such values)")
   return weights

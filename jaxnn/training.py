@@ -254,10 +254,11 @@ def train_epoch(state: TrainState, x: Array, y: Array, sample_weight: Array, ord
 def eval_totals(params: PyTree, model_state: PyTree, x: Array, y: Array, *, model: Sequential,
                 loss: losses_lib.Loss,
                 metrics: tuple[metrics_lib.Metric, ...], batch_size: int,
-                hparams: dict[str, Array] | None = None) -> dict[str, PyTree]:
+                hparams: dict[str, Array] | None = None, sample_weight: Array | None = None) -> dict[str, PyTree]:
   """Summed loss / metric statistics over (x, y) at inference, in batches (one program).
 
-  The loss includes the weight penalties, and `hparams["l2"]`'s as `train_step` adds it.
+  The loss includes the weight penalties, and `hparams["l2"]`'s as `train_step` adds it. `sample_weight`
+  ((N,) or per step (N, T)) weighs the loss as in `train_step`; the metrics ignore it, as in `fit`.
   """
   n = x.shape[0]
   idx, valid = batch_indices(n, batch_size, jnp.arange(n))
@@ -271,7 +272,8 @@ def eval_totals(params: PyTree, model_state: PyTree, x: Array, y: Array, *, mode
     y_pred, aux = model.forward(params, jnp.take(x, idx_b, axis=0), state=model_state)
     mask = valid_b.astype(jnp.float32)
     entry_mask = _entry_mask(mask, aux["step_mask"])
-    total = loss(y_b, y_pred, mask=entry_mask) + penalty + aux["activity_penalty"]
+    w_b = None if sample_weight is None else jnp.take(sample_weight, idx_b, axis=0)
+    total = loss(y_b, y_pred, sample_weight=w_b, mask=entry_mask) + penalty + aux["activity_penalty"]
     return carry, _batch_stats(total, y_b, y_pred, mask, metrics, entry_mask)
 
   stats_shape = jax.eval_shape(body, (), (idx[0], valid[0]))[1]
@@ -630,19 +632,27 @@ def _progress_line(epoch: int, epochs: int, logs: dict[str, float]) -> str:
 
 # --------------------------------------------------------------------------------------------- evaluate / predict
 def evaluate(model: Sequential, params: PyTree, x: Any, y: Any, *, loss: Any, metrics: Sequence[Any] = (),
-             batch_size: int = 1024, state: PyTree | None = None) -> dict[str, float]:
+             batch_size: int = 1024, state: PyTree | None = None, sample_weight: Any = None) -> dict[str, float]:
   """Loss (with weight and activity penalties, as Keras reports it) and metrics over (x, y).
 
   `params` may be a TrainState (its model state is used); otherwise pass the model's `state` if it has one.
+  `sample_weight` weighs the loss as in `fit` (one weight per example, or per step for per-step outputs);
+  the metrics ignore it, as Keras' `metrics` do.
   """
   loss = losses_lib.get(loss)
   metrics = _resolve_metrics(metrics, loss)
   x = _as_float_inputs(x, "x")
   y = _check_xy(model, loss, x, y, "evaluate", params, metrics)
   batch_size = _checks.check_int(batch_size, "batch_size", "evaluate", low=1)
+  weights = None
+  if sample_weight is not None:
+    out_shape = model.output_shapes(x.shape[1:])[-1]
+    weights = _checks.sample_weights(sample_weight, len(x), steps=tuple(out_shape[:-1]), where="evaluate")
+    numerics.check_finite(weights, "sample_weight")
   params, state = _params_and_state(model, params, state, x)
   totals = _eval_totals_jit(params, state, jnp.asarray(x), jnp.asarray(y), model=model, loss=loss,
-                            metrics=metrics, batch_size=min(batch_size, len(x)))
+                            metrics=metrics, batch_size=min(batch_size, len(x)),
+                            sample_weight=None if weights is None else jnp.asarray(weights))
   return _finalize(totals, metrics)
 
 

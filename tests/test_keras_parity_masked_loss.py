@@ -108,6 +108,10 @@ def test_evaluate_and_one_epoch_of_fit_match_keras(recurrent, task):
   want_loss, want_metric = theirs.evaluate(X, y, batch_size=BATCH, verbose=0)
   got = jaxnn.evaluate(ours, params, X, y, loss=loss, metrics=[metric], batch_size=BATCH)
   np.testing.assert_allclose([got["loss"], got[metric]], [want_loss, want_metric], rtol=RTOL, atol=ATOL)
+  # Per-step sample weights weigh the loss, not the (unweighted) metrics.
+  want_loss, want_metric = theirs.evaluate(X, y, sample_weight=STEP_WEIGHTS, batch_size=BATCH, verbose=0)
+  got = jaxnn.evaluate(ours, params, X, y, loss=loss, metrics=[metric], batch_size=BATCH, sample_weight=STEP_WEIGHTS)
+  np.testing.assert_allclose([got["loss"], got[metric]], [want_loss, want_metric], rtol=RTOL, atol=ATOL)
 
   history = theirs.fit(X, y, sample_weight=STEP_WEIGHTS, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
   state, ours_history = jaxnn.fit(ours, params, X, y, loss=loss, optimizer=jaxnn.OptimizerConfig("sgd", learning_rate=LR),

@@ -87,6 +87,17 @@ def test_evaluate_is_the_mean_over_unmasked_steps(batch_size):
   assert abs(got["loss"] - _reference_loss(values, np.ones_like(MASK), batch_size)) > 1e-3
 
 
+@pytest.mark.parametrize("weights", ["example", "step"])
+def test_evaluate_sample_weight_weighs_the_loss_not_the_metrics(weights):
+  model, params = _tagger()
+  sample_weight = {"example": EXAMPLE_WEIGHTS, "step": STEP_WEIGHTS}[weights]
+  p = training.predict(model, params, X)
+  got = training.evaluate(model, params, X, Y, loss=SCCE, metrics=["accuracy"], batch_size=3,
+                          sample_weight=sample_weight)
+  np.testing.assert_allclose(got["loss"], _reference_loss(_crossentropy(p, Y), MASK, 3, sample_weight), rtol=1e-5)
+  np.testing.assert_allclose(got["accuracy"], (p.argmax(-1) == Y)[MASK].mean(), rtol=1e-6)
+
+
 def test_evaluate_regression_and_binary_outputs_over_unmasked_steps():
   rng = np.random.default_rng(3)
   model, params = _tagger(units=2, activation="linear")
@@ -302,6 +313,16 @@ def test_sample_weight_shape_errors_name_both_accepted_shapes():
   with pytest.raises(JaxnnError, match=rf"^fit: sample_weight must have shape \({N},\), one weight per training "
                                        rf"example, got \({N}, {T}\)$"):
     training.fit(flat, flat_params, X, Y[:, 0], loss=SCCE, sample_weight=STEP_WEIGHTS, batch_size=4, verbose=0)
+
+
+def test_evaluate_sample_weight_errors():
+  model, params = _tagger()
+  with pytest.raises(JaxnnError, match=rf"^evaluate: sample_weight must have shape \({N},\), one weight per "
+                                       rf"example, or \({N}, {T}\), one per output step, got \({N - 1},\)$"):
+    training.evaluate(model, params, X, Y, loss=SCCE, sample_weight=np.ones(N - 1))
+  with pytest.raises(JaxnnError, match=r"^evaluate: sample_weight must be finite and >= 0, found -2\.0 at "
+                                       r"sample_weight\[3\] \(1 such values\)$"):
+    training.evaluate(model, params, X, Y, loss=SCCE, sample_weight=np.array([1, 1, 1, -2, 1, 1, 1, 1.0]))
 
 
 def test_class_weight_with_per_step_outputs_is_refused_with_the_alternative():

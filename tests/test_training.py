@@ -137,6 +137,27 @@ def test_validation_split_equals_explicit_validation_data():
   np.testing.assert_allclose(h1["val_loss"], h2["val_loss"], rtol=1e-6)
 
 
+def test_evaluate_sample_weight_is_keras_sum_over_batch_size():
+  """Weighted losses summed and divided by the batch's examples (not by the weights' sum), the batches of the
+  epoch weighed by their sizes; the metrics are unweighted."""
+  x, y = blobs(n=30)
+  model = softmax_regression()
+  params = model.init(KEY, (5,))
+  w = np.random.default_rng(0).uniform(0, 3, 30).astype(np.float32)
+  probs = training.predict(model, params, x)
+  ll = -np.log(probs[np.arange(30), y])
+  result = training.evaluate(model, params, x, y, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                             batch_size=7, sample_weight=w)
+  batches = [slice(i, i + 7) for i in range(0, 30, 7)]
+  expected = sum(np.sum(ll[b] * w[b]) for b in batches) / 30
+  assert result["loss"] == pytest.approx(expected, rel=1e-5)
+  assert result["accuracy"] == pytest.approx(np.mean(probs.argmax(-1) == y))
+  unweighted = training.evaluate(model, params, x, y, loss="sparse_categorical_crossentropy", batch_size=7)
+  ones = training.evaluate(model, params, x, y, loss="sparse_categorical_crossentropy", batch_size=7,
+                           sample_weight=np.ones(30))
+  assert ones["loss"] == pytest.approx(unweighted["loss"], rel=1e-6)
+
+
 def test_evaluate_and_predict_match_numpy():
   x, y = blobs(n=30)
   model = softmax_regression()
