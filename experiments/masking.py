@@ -104,26 +104,32 @@ def build_model(config: Config, masked: bool) -> Sequential:
 
 
 def parse_args(argv: Sequence[str] | None) -> Config:
-  p = common.parser("masking", __doc__)
-  p.add_argument("--n-train", type=cli.positive_int, default=Config.n_train, help="training sequences")
-  p.add_argument("--n-test", type=cli.positive_int, default=Config.n_test, help="test sequences")
-  p.add_argument("--max-length", type=cli.positive_int, default=Config.max_length,
+  return parse_sequence_args("masking", __doc__, Config, argv, why=" (a first and a last token)")
+
+
+def parse_sequence_args(name: str, doc: str | None, config_cls: type, argv: Sequence[str] | None, *,
+                        why: str = "") -> Any:
+  """The flags of the padded-sequence lessons (this one and `experiments.tagging`), whose configs share the
+  fields of `Config`; `why` says why --max-length must be at least `min_length`."""
+  p = common.parser(name, doc)
+  p.add_argument("--n-train", type=cli.positive_int, default=config_cls.n_train, help="training sequences")
+  p.add_argument("--n-test", type=cli.positive_int, default=config_cls.n_test, help="test sequences")
+  p.add_argument("--max-length", type=cli.positive_int, default=config_cls.max_length,
                  help="longest sequence, and the training padding length")
-  p.add_argument("--long-factor", type=cli.positive_int, default=Config.long_factor,
+  p.add_argument("--long-factor", type=cli.positive_int, default=config_cls.long_factor,
                  help="the test sequences are also padded to this times --max-length")
-  p.add_argument("--cell", default=Config.cell, choices=list(CELLS))
-  p.add_argument("--units", type=cli.positive_int, default=Config.units)
-  p.add_argument("--epochs", type=cli.positive_int, default=Config.epochs)
-  p.add_argument("--batch-size", type=cli.positive_int, default=Config.batch_size)
-  p.add_argument("--learning-rate", type=cli.positive_float, default=Config.learning_rate, help="Adam's")
-  p.add_argument("--settings", nargs="+", default=list(Config.settings), choices=list(SETTINGS))
-  p.add_argument("--runs", type=cli.positive_int, default=Config.runs,
+  p.add_argument("--cell", default=config_cls.cell, choices=list(CELLS))
+  p.add_argument("--units", type=cli.positive_int, default=config_cls.units)
+  p.add_argument("--epochs", type=cli.positive_int, default=config_cls.epochs)
+  p.add_argument("--batch-size", type=cli.positive_int, default=config_cls.batch_size)
+  p.add_argument("--learning-rate", type=cli.positive_float, default=config_cls.learning_rate, help="Adam's")
+  p.add_argument("--settings", nargs="+", default=list(config_cls.settings), choices=list(SETTINGS))
+  p.add_argument("--runs", type=cli.positive_int, default=config_cls.runs,
                  help="runs per setting, seeds --seed, --seed + 1, ... (default: %(default)s)")
   a = p.parse_args(argv)
-  if a.max_length < Config.min_length:
-    p.error(f"argument --max-length: expected at least {Config.min_length} (a first and a last token), "
-            f"got {a.max_length}")
-  return Config(n_train=a.n_train, n_test=a.n_test, max_length=a.max_length, long_factor=a.long_factor,
+  if a.max_length < config_cls.min_length:
+    p.error(f"argument --max-length: expected at least {config_cls.min_length}{why}, got {a.max_length}")
+  return config_cls(n_train=a.n_train, n_test=a.n_test, max_length=a.max_length, long_factor=a.long_factor,
                 cell=a.cell, units=a.units, epochs=a.epochs, batch_size=a.batch_size,
                 learning_rate=a.learning_rate, settings=tuple(dict.fromkeys(a.settings)), runs=a.runs, seed=a.seed, out=a.out,
                 verbose=a.verbose, resume=a.resume, checkpoint_every=a.checkpoint_every)
@@ -186,18 +192,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
       runs.append(r)
     histories[name] = runs[0]["history"]
     results[name] = {"padding": padding, "masked": masked, "runs": runs,
-                     **{f"{k}_{stat}": float(fn([r[k] for r in runs]))
-                        for k in ("test_accuracy", "test_accuracy_long", "changed_long", "max_dp_long")
-                        for stat, fn in (("mean", np.mean), ("min", np.min), ("max", np.max))}}
+                     **run_stats(runs, ("test_accuracy", "test_accuracy_long", "changed_long", "max_dp_long"))}
 
   files = [plot_curves(histories, os.path.join(config.out, "curves.png")),
            plot_padding(results, config, os.path.join(config.out, "padding.png"))]
   summary = {"task": "last token > first token; ids 1..vocab-1, 0 = padding", "config": dataclasses.asdict(config),
              "long_length": long_length, "optimizer": "adam", "jax_backend": jax.default_backend(),
              "settings": results, "plots": [os.path.basename(f) for f in files]}
-
-  def spread(r, k):
-    return f"{r[k + '_mean']:.3f} ({r[k + '_min']:.3f}-{r[k + '_max']:.3f})"
 
   rows = [(n, spread(r, "test_accuracy"), spread(r, "test_accuracy_long"), spread(r, "changed_long"),
            f"{r['max_dp_long_max']:.2g}", sum(run["train_seconds"] for run in r["runs"]))
@@ -206,13 +207,27 @@ def main(argv: Sequence[str] | None = None) -> dict:
       "setting", "test_acc", f"test_acc_len{long_length}", "changed_long", "max_dp_long", "train_s"))
 
 
-def plot_curves(histories: dict[str, dict[str, list[float]]], path: str) -> str:
+def run_stats(runs: Sequence[dict[str, Any]], keys: Sequence[str]) -> dict[str, float]:
+  """`<key>_mean`, `<key>_min` and `<key>_max` of each key over a setting's runs."""
+  return {f"{k}_{stat}": float(fn([r[k] for r in runs]))
+          for k in keys for stat, fn in (("mean", np.mean), ("min", np.min), ("max", np.max))}
+
+
+def spread(r: dict[str, Any], k: str) -> str:
+  """A table cell: the mean of key k over the runs, and its min-max."""
+  return f"{r[k + '_mean']:.3f} ({r[k + '_min']:.3f}-{r[k + '_max']:.3f})"
+
+
+def plot_curves(histories: dict[str, dict[str, list[float]]], path: str, *,
+                ylabel: str = "test accuracy (padded to the training length)",
+                title: str = "first run of each setting") -> str:
+  """The first run's test accuracy per epoch (`val_accuracy`), one line per setting."""
   fig, ax = plt.subplots(figsize=(6.4, 4))
   for i, (name, h) in enumerate(histories.items()):
     ax.plot(np.arange(1, len(h["val_accuracy"]) + 1), h["val_accuracy"], marker="o", color=f"C{i}", label=name)
   ax.set_xlabel("epoch")
-  ax.set_ylabel("test accuracy (padded to the training length)")
-  ax.set_title("first run of each setting")
+  ax.set_ylabel(ylabel)
+  ax.set_title(title)
   ax.grid(alpha=0.3)
   ax.legend()
   fig.tight_layout()

@@ -51,6 +51,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from experiments import common
+from experiments import masking
 from jaxnn import cli
 from jaxnn import data
 from jaxnn import optimizers
@@ -59,11 +60,10 @@ from jaxnn import training
 from jaxnn.errors import JaxnnError
 from jaxnn.layers import Dense, Embedding
 from jaxnn.models import Sequential
-from jaxnn.recurrent import GRU, LSTM, SimpleRNN
 
-CELLS = {"lstm": LSTM, "gru": GRU, "simple_rnn": SimpleRNN}
-SETTINGS = {"pre": ("pre", False), "pre_masked": ("pre", True), "post": ("post", False),
-            "post_masked": ("post", True)}
+# The padded-sequence lessons share their settings, cells, flags and tables (`experiments.masking`).
+CELLS = masking.CELLS
+SETTINGS = masking.SETTINGS
 LOSS = "binary_crossentropy"
 # evaluate's masked accuracy and the one computed here count the same steps: any difference is a bug.
 ACCURACY_TOLERANCE = 1e-6
@@ -74,26 +74,11 @@ INVARIANCE_TOLERANCE = 1e-6
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-  n_train: int = 6000
-  n_test: int = 2000
-  vocab: int = 20  # ids 1..vocab-1 are tokens, 0 is padding
-  min_length: int = 2
-  max_length: int = 40  # the training padding length
-  long_factor: int = 3  # the test sequences are also padded to long_factor * max_length
-  cell: str = "lstm"
-  units: int = 32
-  embedding_dim: int = 16
+class Config(masking.Config):
+  """The masking lesson's fields (vocabulary, lengths, model, training, runs); fewer epochs, its own folder."""
+
   epochs: int = 3  # the task is learned in one epoch
-  batch_size: int = 64
-  learning_rate: float = 3e-3
-  settings: tuple[str, ...] = tuple(SETTINGS)
-  runs: int = 3
-  seed: int = 0
   out: str = "runs/tagging"
-  verbose: int = 0
-  resume: bool = False
-  checkpoint_every: int | None = None
 
 
 def make_sequences(n: int, config: Config, rng: np.random.Generator) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -134,28 +119,7 @@ def build_model(config: Config, masked: bool) -> Sequential:
 
 
 def parse_args(argv: Sequence[str] | None) -> Config:
-  p = common.parser("tagging", __doc__)
-  p.add_argument("--n-train", type=cli.positive_int, default=Config.n_train, help="training sequences")
-  p.add_argument("--n-test", type=cli.positive_int, default=Config.n_test, help="test sequences")
-  p.add_argument("--max-length", type=cli.positive_int, default=Config.max_length,
-                 help="longest sequence, and the training padding length")
-  p.add_argument("--long-factor", type=cli.positive_int, default=Config.long_factor,
-                 help="the test sequences are also padded to this times --max-length")
-  p.add_argument("--cell", default=Config.cell, choices=list(CELLS))
-  p.add_argument("--units", type=cli.positive_int, default=Config.units)
-  p.add_argument("--epochs", type=cli.positive_int, default=Config.epochs)
-  p.add_argument("--batch-size", type=cli.positive_int, default=Config.batch_size)
-  p.add_argument("--learning-rate", type=cli.positive_float, default=Config.learning_rate, help="Adam's")
-  p.add_argument("--settings", nargs="+", default=list(Config.settings), choices=list(SETTINGS))
-  p.add_argument("--runs", type=cli.positive_int, default=Config.runs,
-                 help="runs per setting, seeds --seed, --seed + 1, ... (default: %(default)s)")
-  a = p.parse_args(argv)
-  if a.max_length < Config.min_length:
-    p.error(f"argument --max-length: expected at least {Config.min_length}, got {a.max_length}")
-  return Config(n_train=a.n_train, n_test=a.n_test, max_length=a.max_length, long_factor=a.long_factor,
-                cell=a.cell, units=a.units, epochs=a.epochs, batch_size=a.batch_size,
-                learning_rate=a.learning_rate, settings=tuple(dict.fromkeys(a.settings)), runs=a.runs,
-                seed=a.seed, out=a.out, verbose=a.verbose, resume=a.resume, checkpoint_every=a.checkpoint_every)
+  return masking.parse_sequence_args("tagging", __doc__, Config, argv)
 
 
 def real_token_scores(p: np.ndarray, y: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
@@ -229,11 +193,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     histories[name] = runs[0]["history"]
     keys = ("reported_accuracy", "real_accuracy", "reported_accuracy_long", "real_accuracy_long")
     results[name] = {"padding": padding, "masked": masked, "padding_share": float(1 - m_test.mean()),
-                     "padding_share_long": float(1 - m_long.mean()), "runs": runs,
-                     **{f"{k}_{stat}": float(fn([r[k] for r in runs]))
-                        for k in keys for stat, fn in (("mean", np.mean), ("min", np.min), ("max", np.max))}}
+                     "padding_share_long": float(1 - m_long.mean()), "runs": runs, **masking.run_stats(runs, keys)}
 
-  files = [plot_curves(histories, os.path.join(config.out, "curves.png")),
+  files = [masking.plot_curves(histories, os.path.join(config.out, "curves.png"),
+                               ylabel="test accuracy as fit reports it",
+                               title="first run of each setting (unmasked: padding steps count)"),
            plot_accuracy(results, config, ceiling, os.path.join(config.out, "accuracy.png"))]
   summary = {"task": "tag 1 where the next token (not shown) is larger; ids 1..vocab-1, 0 = padding",
              "config": dataclasses.asdict(config), "long_length": long_length, "loss": LOSS,
@@ -241,9 +205,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
              "optimizer": "adam", "jax_backend": jax.default_backend(), "settings": results,
              "plots": [os.path.basename(f) for f in files]}
 
-  def spread(r, k):
-    return f"{r[k + '_mean']:.3f} ({r[k + '_min']:.3f}-{r[k + '_max']:.3f})"
-
+  spread = masking.spread
   rows = [(n, spread(r, "reported_accuracy"), spread(r, "real_accuracy"), spread(r, "reported_accuracy_long"),
            spread(r, "real_accuracy_long"), f"{np.mean([run['reported_loss'] for run in r['runs']]):.4f}",
            f"{np.mean([run['real_loss'] for run in r['runs']]):.4f}", sum(run["train_seconds"] for run in r["runs"]))
@@ -252,19 +214,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
   return common.finish(config.out, summary, rows, header=(
       "setting", "reported_acc", "real_acc", f"reported_len{long_length}", f"real_len{long_length}", "reported_loss",
       "real_loss", "train_s"))
-
-
-def plot_curves(histories: dict[str, dict[str, list[float]]], path: str) -> str:
-  fig, ax = plt.subplots(figsize=(6.4, 4))
-  for i, (name, h) in enumerate(histories.items()):
-    ax.plot(np.arange(1, len(h["val_accuracy"]) + 1), h["val_accuracy"], marker="o", color=f"C{i}", label=name)
-  ax.set_xlabel("epoch")
-  ax.set_ylabel("test accuracy as fit reports it")
-  ax.set_title("first run of each setting (unmasked: padding steps count)")
-  ax.grid(alpha=0.3)
-  ax.legend()
-  fig.tight_layout()
-  return plots.save(fig, path)
 
 
 def plot_accuracy(results: dict[str, dict[str, Any]], config: Config, ceiling: float, path: str) -> str:
