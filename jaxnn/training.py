@@ -425,6 +425,15 @@ def _hold_out(x: np.ndarray, y: np.ndarray, validation_split: float, validation_
   return x[:-n_val], y[:-n_val], (x[-n_val:], y[-n_val:])
 
 
+def _sample_weights(model: Sequential, x: np.ndarray, sample_weight: Any, where: str) -> np.ndarray:
+  """`_checks.sample_weights` for the model's outputs on x: one weight per example, or per step where the
+  outputs are per step (output shape (T, C)); checked finite."""
+  steps = tuple(model.output_shapes(x.shape[1:])[-1][:-1])
+  weights = _checks.sample_weights(sample_weight, len(x), steps=steps, where=where)
+  numerics.check_finite(weights, "sample_weight")
+  return weights
+
+
 def _resolve_metrics(metrics: Sequence[Any], loss: losses_lib.Loss) -> tuple[metrics_lib.Metric, ...]:
   _checks.check_metrics_list(metrics)
   resolved = tuple(metrics_lib.get(m, loss=loss) for m in metrics)
@@ -499,10 +508,9 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
       sample_weight = np.asarray(sample_weight)[:-n_val]
   n = len(x)
   batch_size = _checks.check_batch_size(batch_size, n, "fit")
-  out_shape = model.output_shapes(x.shape[1:])[-1]
-  weights = _checks.sample_weights(sample_weight, n, steps=tuple(out_shape[:-1]))
-  numerics.check_finite(weights, "sample_weight")
+  weights = _sample_weights(model, x, sample_weight, "fit")
   if class_weight is not None:
+    out_shape = model.output_shapes(x.shape[1:])[-1]
     if len(out_shape) > 1:
       raise JaxnnError(f"fit: class_weight needs one output per example, found outputs of shape {tuple(out_shape)} "
                        f"per example; pass per-step weights as sample_weight of shape {(n, *out_shape[:-1])}")
@@ -644,11 +652,7 @@ def evaluate(model: Sequential, params: PyTree, x: Any, y: Any, *, loss: Any, me
   x = _as_float_inputs(x, "x")
   y = _check_xy(model, loss, x, y, "evaluate", params, metrics)
   batch_size = _checks.check_int(batch_size, "batch_size", "evaluate", low=1)
-  weights = None
-  if sample_weight is not None:
-    out_shape = model.output_shapes(x.shape[1:])[-1]
-    weights = _checks.sample_weights(sample_weight, len(x), steps=tuple(out_shape[:-1]), where="evaluate")
-    numerics.check_finite(weights, "sample_weight")
+  weights = None if sample_weight is None else _sample_weights(model, x, sample_weight, "evaluate")
   params, state = _params_and_state(model, params, state, x)
   totals = _eval_totals_jit(params, state, jnp.asarray(x), jnp.asarray(y), model=model, loss=loss,
                             metrics=metrics, batch_size=min(batch_size, len(x)),
