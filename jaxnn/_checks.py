@@ -130,12 +130,13 @@ def sample_weights(sample_weight: Any, n: int, steps: Shape = (), where: str = "
   return weights
 
 
-def check_validation_data(validation_data: Any) -> None:
-  """`(x_val, y_val)`: a pair, not an array or a triple."""
-  if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+def check_validation_data(validation_data: Any, where: str = "fit") -> None:
+  """`(x_val, y_val)` or `(x_val, y_val, sample_weight_val)`, as Keras takes it: a pair or a triple."""
+  if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
     found = (f"a {type(validation_data).__name__} of length {len(validation_data)}"
              if isinstance(validation_data, (tuple, list)) else type(validation_data).__name__)
-    raise JaxnnError(f"fit: validation_data must be a pair (x_val, y_val), got {found}")
+    raise JaxnnError(f"{where}: validation_data must be (x_val, y_val) or (x_val, y_val, sample_weight_val), "
+                     f"got {found}")
 
 
 def check_metrics_list(metrics: Any) -> None:

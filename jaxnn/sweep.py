@@ -133,9 +133,10 @@ def _many_epoch(states, x, y, sample_weight, hparams, orders, *, model, loss, me
                   in_axes=(0, 0, order_axis))(states, hparams, orders)
 
 
-def _many_eval(params, model_state, x, y, hparams, *, model, loss, metrics, batch_size):
+def _many_eval(params, model_state, x, y, sample_weight, hparams, *, model, loss, metrics, batch_size):
   evaluate = functools.partial(training.eval_totals, model=model, loss=loss, metrics=metrics, batch_size=batch_size)
-  return jax.vmap(lambda p, s, hp: evaluate(p, s, x, y, hparams=hp))(params, model_state, hparams)
+  return jax.vmap(lambda p, s, hp: evaluate(p, s, x, y, hparams=hp, sample_weight=sample_weight))(
+      params, model_state, hparams)
 
 
 _STATIC = ("model", "loss", "metrics", "batch_size")
@@ -174,7 +175,8 @@ def fit_many(model: Sequential, x: Any, y: Any, *, loss: Any, seeds: int | Seque
     metrics: metric names or `metrics.Metric`s.
     epochs: passes over the data.
     batch_size: examples per step (each model sees the same number of steps).
-    validation_data: `(x_val, y_val)` evaluated for every model after every epoch.
+    validation_data: `(x_val, y_val)` or `(x_val, y_val, sample_weight_val)` (weights for the validation
+      loss, as in `fit`), evaluated for every model after every epoch.
     validation_split: fraction of (x, y) held out for validation, taken from the end.
     shuffle: reshuffle every epoch (each model with its own key, unless data_seed is set).
     data_seed: None: each model shuffles with its own fit key, as separate fits do. An int: every model sees
@@ -200,13 +202,14 @@ def fit_many(model: Sequential, x: Any, y: Any, *, loss: Any, seeds: int | Seque
   numerics.check_finite(y, "y")
   epochs = _checks.check_int(epochs, "epochs", "fit_many", low=0)
   _checks.check_fraction(validation_split, "validation_split", "fit_many")
-  x, y, validation_data = training._hold_out(x, y, validation_split, validation_data, "fit_many")
+  if validation_data is not None:
+    _checks.check_validation_data(validation_data, "fit_many")
+  x, y, _, validation_data = training._hold_out(x, y, None, validation_split, validation_data, "fit_many")
   n = len(x)
   batch_size = _checks.check_batch_size(batch_size, n, "fit_many")
   if validation_data is not None:
-    x_val = training._as_float_inputs(validation_data[0], "validation_data x")
-    y_val = training._check_xy(model, loss, x_val, validation_data[1], "validation_data", training._NOT_MADE_YET,
-                                   metrics)
+    x_val, y_val, w_val = training._validation_arrays(model, loss, validation_data, training._NOT_MADE_YET,
+                                                      metrics)
 
   seed_arr = _seeds(seeds)
   given = {k: check_values(k, v) for k, v in dict(learning_rate=learning_rate, weight_decay=weight_decay, l2=l2,
@@ -247,9 +250,9 @@ def fit_many(model: Sequential, x: Any, y: Any, *, loss: Any, seeds: int | Seque
   start = time.perf_counter()
   epoch_fn, _ = training._compiled(_many_epoch_jit, (states, x_d, y_d, w_d, hparams, orders), static)
   if validation_data is not None:
-    xv_d, yv_d = jax.device_put((x_val, y_val))
+    xv_d, yv_d, wv_d = jax.device_put((x_val, y_val, w_val))
     eval_static = dict(static, batch_size=min(eval_batch_size, len(x_val)))
-    eval_fn, _ = training._compiled(_many_eval_jit, (states.params, states.model_state, xv_d, yv_d, hparams),
+    eval_fn, _ = training._compiled(_many_eval_jit, (states.params, states.model_state, xv_d, yv_d, wv_d, hparams),
                                     eval_static)
   compile_seconds = time.perf_counter() - start
   steps = -(-n // batch_size)
@@ -276,7 +279,7 @@ def fit_many(model: Sequential, x: Any, y: Any, *, loss: Any, seeds: int | Seque
     totals = jax.device_get(totals)
     val_totals = None
     if validation_data is not None:
-      val_totals = jax.device_get(eval_fn(states.params, states.model_state, xv_d, yv_d, hparams))
+      val_totals = jax.device_get(eval_fn(states.params, states.model_state, xv_d, yv_d, wv_d, hparams))
     seconds = time.perf_counter() - t0
     lr = optimizers.learning_rate_of(states.opt_state)
     lr = None if lr is None else np.broadcast_to(np.asarray(lr), (num_models,))

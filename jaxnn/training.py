@@ -285,7 +285,17 @@ _STATIC = ("model", "loss", "metrics", "batch_size")
 # No donation: fit keeps an epoch's starting state, to replay the epoch with the skipping guard.
 _train_epoch_jit = jax.jit(train_epoch, static_argnames=_STATIC + ("batch_sharding", "max_bad_steps",
                                                                    "skip_bad_steps"))
-_eval_totals_jit = jax.jit(eval_totals, static_argnames=_STATIC)
+
+
+def _eval_weighted(params: PyTree, model_state: PyTree, x: Array, y: Array, sample_weight: Array | None, *,
+                   model: Sequential, loss: losses_lib.Loss, metrics: tuple[metrics_lib.Metric, ...],
+                   batch_size: int) -> dict[str, PyTree]:
+  """`eval_totals` with the weights an argument of the program (None: unweighted, the same program as none)."""
+  return eval_totals(params, model_state, x, y, model=model, loss=loss, metrics=metrics, batch_size=batch_size,
+                     sample_weight=sample_weight)
+
+
+_eval_totals_jit = jax.jit(_eval_weighted, static_argnames=_STATIC)
 _COMPILED: dict[Any, Any] = {}
 
 
@@ -403,7 +413,7 @@ def _check_fit_args(epochs: Any, validation_split: Any, validation_data: Any, ev
   epochs = _checks.check_int(epochs, "epochs", "fit", low=0)
   _checks.check_fraction(validation_split, "validation_split", "fit")
   if validation_data is not None:
-    _checks.check_validation_data(validation_data)
+    _checks.check_validation_data(validation_data, "fit")
   eval_batch_size = _checks.check_int(eval_batch_size, "eval_batch_size", "fit", low=1)
   if key is not None:
     _checks.check_key(key)
@@ -412,17 +422,34 @@ def _check_fit_args(epochs: Any, validation_split: Any, validation_data: Any, ev
   return epochs, eval_batch_size
 
 
-def _hold_out(x: np.ndarray, y: np.ndarray, validation_split: float, validation_data: Any,
-              what: str) -> tuple[np.ndarray, np.ndarray, Any]:
-  """(x, y, validation_data) with `validation_split` of the examples held out from the end, as Keras does."""
+def _hold_out(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None, validation_split: float,
+              validation_data: Any, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Any]:
+  """(x, y, weights, validation_data) with `validation_split` of the examples held out from the end, as Keras
+  does: the held-out weights (if any) weigh the validation loss."""
   if validation_split and validation_data is not None:
     raise JaxnnError(f"{what}: pass validation_data or validation_split, not both")
   if not validation_split:
-    return x, y, validation_data
+    return x, y, weights, validation_data
   n_val = int(math.floor(len(x) * validation_split))
   if n_val == 0 or n_val == len(x):
     raise JaxnnError(f"{what}: validation_split={validation_split} of {len(x)} examples leaves an empty side")
-  return x[:-n_val], y[:-n_val], (x[-n_val:], y[-n_val:])
+  held_out = None if weights is None else weights[-n_val:]
+  return (x[:-n_val], y[:-n_val], None if weights is None else weights[:-n_val],
+          (x[-n_val:], y[-n_val:], held_out))
+
+
+def _validation_arrays(model: Sequential, loss: losses_lib.Loss, validation_data: Any, params: Any,
+                       metrics: tuple[metrics_lib.Metric, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+  """(x_val, y_val, weights or None) from `(x_val, y_val)` or `(x_val, y_val, sample_weight_val)`, each
+  checked as the training data are."""
+  x_val = _as_float_inputs(validation_data[0], "validation_data x")
+  y_val = _check_xy(model, loss, x_val, validation_data[1], "validation_data", params, metrics)
+  numerics.check_finite(x_val, "validation_data x")
+  numerics.check_finite(y_val, "validation_data y")
+  weights = validation_data[2] if len(validation_data) == 3 else None
+  if weights is not None:
+    weights = _sample_weights(model, x_val, weights, "validation_data")
+  return x_val, y_val, weights
 
 
 def _sample_weights(model: Sequential, x: np.ndarray, sample_weight: Any, where: str) -> np.ndarray:
@@ -466,8 +493,10 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
     metrics: metric names or `metrics.Metric`s, reported per epoch ("accuracy" follows the loss).
     epochs: number of passes over the data.
     batch_size: examples per step: len(x) is batch gradient descent, 1 stochastic, k mini-batch.
-    validation_data: `(x_val, y_val)` evaluated after every epoch (`val_*` in the history).
-    validation_split: fraction of (x, y) held out for validation, taken from the end before shuffling.
+    validation_data: `(x_val, y_val)` evaluated after every epoch (`val_*` in the history), or
+      `(x_val, y_val, sample_weight_val)`: the weights weigh the validation loss as `sample_weight` does.
+    validation_split: fraction of (x, y) held out for validation, taken from the end before shuffling (with
+      `sample_weight`, the held-out weights weigh the validation loss, as in Keras; class_weight does not).
     sample_weight: weights for the loss: one per example (N,), or for per-step outputs (a model ending in
       sequences, output (T, C)) one per step too, (N, T), as Keras' temporal sample weights.
     class_weight: `{class: weight}` turned into per-example weights for the loss.
@@ -500,15 +529,12 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
     if not _checks.is_int(max_bad_steps) or max_bad_steps < 1:
       raise JaxnnError(f"fit: max_bad_steps must be an int >= 1 or None (no guard), got {max_bad_steps!r}")
     max_bad_steps = int(max_bad_steps)
-  n_all = len(x)
-  x, y, validation_data = _hold_out(x, y, validation_split, validation_data, "fit")
-  if len(x) < n_all:
-    n_val = n_all - len(x)
-    if sample_weight is not None:
-      sample_weight = np.asarray(sample_weight)[:-n_val]
+  weights = None if sample_weight is None else _sample_weights(model, x, sample_weight, "fit")
+  x, y, weights, validation_data = _hold_out(x, y, weights, validation_split, validation_data, "fit")
   n = len(x)
   batch_size = _checks.check_batch_size(batch_size, n, "fit")
-  weights = _sample_weights(model, x, sample_weight, "fit")
+  if weights is None:
+    weights = _sample_weights(model, x, None, "fit")
   if class_weight is not None:
     out_shape = model.output_shapes(x.shape[1:])[-1]
     if len(out_shape) > 1:
@@ -516,10 +542,7 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
                        f"per example; pass per-step weights as sample_weight of shape {(n, *out_shape[:-1])}")
     weights = weights * np.asarray(losses_lib.class_weight_to_sample_weight(y, class_weight, out_shape[-1]))
   if validation_data is not None:
-    x_val = _as_float_inputs(validation_data[0], "validation_data x")
-    y_val = _check_xy(model, loss, x_val, validation_data[1], "validation_data", params, metrics)
-    numerics.check_finite(x_val, "validation_data x")
-    numerics.check_finite(y_val, "validation_data y")
+    x_val, y_val, w_val = _validation_arrays(model, loss, validation_data, params, metrics)
   mesh = parallel.resolve_mesh(data_parallel)
   if mesh is not None:
     parallel.check_batch_size(batch_size, mesh)
@@ -551,9 +574,9 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
   start = time.perf_counter()
   epoch_fn, _ = _compiled(_train_epoch_jit, (state, x_d, y_d, w_d, order), first_try)
   if validation_data is not None:
-    xv_d, yv_d = put((x_val, y_val))
+    xv_d, yv_d, wv_d = put((x_val, y_val, w_val))
     eval_static = dict(static, batch_size=min(eval_batch_size, len(x_val)))
-    eval_fn, _ = _compiled(_eval_totals_jit, (state.params, state.model_state, xv_d, yv_d), eval_static)
+    eval_fn, _ = _compiled(_eval_totals_jit, (state.params, state.model_state, xv_d, yv_d, wv_d), eval_static)
   history = History(compile_seconds=time.perf_counter() - start,
                     params={"epochs": epochs, "batch_size": batch_size, "steps": -(-n // batch_size),
                             "samples": n})
@@ -595,7 +618,7 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
           faults, jax.device_get(state.faults), max_bad_steps, epoch=epoch + 1,
           checkpoint_dir=None if checkpoint is None else checkpoint.directory)
     if validation_data is not None:
-      val_totals = eval_fn(state.params, state.model_state, xv_d, yv_d)
+      val_totals = eval_fn(state.params, state.model_state, xv_d, yv_d, wv_d)
       logs.update({f"val_{k}": v for k, v in _finalize(val_totals, metrics).items()})
     logs["seconds"] = time.perf_counter() - t0
     lr = optimizers.learning_rate_of(state.opt_state)
@@ -654,9 +677,9 @@ def evaluate(model: Sequential, params: PyTree, x: Any, y: Any, *, loss: Any, me
   batch_size = _checks.check_int(batch_size, "batch_size", "evaluate", low=1)
   weights = None if sample_weight is None else _sample_weights(model, x, sample_weight, "evaluate")
   params, state = _params_and_state(model, params, state, x)
-  totals = _eval_totals_jit(params, state, jnp.asarray(x), jnp.asarray(y), model=model, loss=loss,
-                            metrics=metrics, batch_size=min(batch_size, len(x)),
-                            sample_weight=None if weights is None else jnp.asarray(weights))
+  totals = _eval_totals_jit(params, state, jnp.asarray(x), jnp.asarray(y),
+                            None if weights is None else jnp.asarray(weights), model=model, loss=loss,
+                            metrics=metrics, batch_size=min(batch_size, len(x)))
   return _finalize(totals, metrics)
 
 

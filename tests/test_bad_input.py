@@ -240,10 +240,15 @@ CASES = [
          r"pass validation_data or validation_split, not both",
          id="fit-both-validation-kinds"),
     # --- validation_data malformed
-    case(lambda: fit(validation_data=X), r"^fit: validation_data must be a pair \(x_val, y_val\), got ndarray",
+    case(lambda: fit(validation_data=X), r"^fit: validation_data must be \(x_val, y_val\) or \(x_val, y_val, "
+         r"sample_weight_val\), got ndarray",
          id="validation-data-an-array"),
-    case(lambda: fit(validation_data=(X, Y, Y)), r"validation_data must be a pair .*got a tuple of length 3",
-         id="validation-data-a-triple"),
+    case(lambda: fit(validation_data=(X, Y, np.ones(N), Y)), r"^fit: validation_data must be \(x_val, y_val\) or "
+         r"\(x_val, y_val, sample_weight_val\), got a tuple of length 4", id="validation-data-of-four"),
+    case(lambda: fit(validation_data=(X[:4], Y[:4], np.ones(5))), r"^validation_data: sample_weight must have shape "
+         r"\(4,\), one weight per example, got \(5,\)", id="validation-weights-shape"),
+    case(lambda: fit(validation_data=(X[:4], Y[:4], [1.0, np.nan, 1.0, 1.0])), r"^validation_data: sample_weight "
+         r"must be finite and >= 0, found nan at sample_weight\[1\]", id="validation-weights-nan"),
     # --- weights, keys, early stopping
     case(lambda: fit(sample_weight=np.ones(N - 1)), r"^fit: sample_weight must have shape \(16,\), one weight per "
          r"training example, got \(15,\)", id="fit-sample-weight-shape"),

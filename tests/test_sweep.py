@@ -63,6 +63,19 @@ def test_model_k_equals_a_single_fit_with_its_seed_and_hyperparameters():
   assert not np.allclose(states.params["dense_0"]["kernel"][0], states.params["dense_0"]["kernel"][1])
 
 
+def test_validation_weights_weigh_each_models_val_loss_as_in_fit():
+  x, y = blobs()
+  w = np.random.default_rng(3).uniform(0, 3, 24).astype(np.float32)
+  fit = dict(FIT, validation_split=0.0, validation_data=(x[96:], y[96:], w))
+  _, histories = sweep.fit_many(mlp(0.0), x[:96], y[:96], seeds=[0, 1], **fit)
+  for k in range(2):
+    init_key, fit_key = sweep.seed_keys(k)
+    _, history = training.fit(mlp(0.0), mlp(0.0).init(init_key, (6,)), x[:96], y[:96], key=fit_key, **fit)
+    np.testing.assert_allclose(histories[k]["val_loss"], history["val_loss"], rtol=1e-5, err_msg=f"model {k}")
+  _, unweighted = sweep.fit_many(mlp(0.0), x[:96], y[:96], seeds=[0, 1], **dict(fit, validation_data=(x[96:], y[96:])))
+  assert abs(unweighted[0]["val_loss"][-1] - histories[0]["val_loss"][-1]) > 1e-3
+
+
 COMPILES = []
 # XLA compilations, counted through jax.monitoring (a listener cannot be removed, so it is registered once).
 jax.monitoring.register_event_duration_secs_listener(
@@ -146,6 +159,10 @@ def test_lion_sweeps_weight_decay_from_none():
     (dict(batch_size=0), "fit_many: batch_size must be an int in [1, 96]"),
     (dict(data_seed=1.5), "fit_many: data_seed must be None or an int in [0, 2**31), got 1.5"),
     (dict(checkpoint="ckpts"), "fit_many: checkpoint must be a jaxnn.Checkpointing or None, got 'ckpts'"),
+    (dict(validation_split=0.0, validation_data=(np.zeros((4, 6), np.float32),)),
+     "fit_many: validation_data must be (x_val, y_val) or (x_val, y_val, sample_weight_val), got a tuple of length 1"),
+    (dict(validation_split=0.0, validation_data=(np.zeros((4, 6), np.float32), np.zeros(4, np.int32), np.ones(5))),
+     "validation_data: sample_weight must have shape (4,), one weight per example, got (5,)"),
 ])
 def test_bad_arguments_are_clear_errors(kwargs, message):
   x, y = blobs()

@@ -137,6 +137,46 @@ def test_validation_split_equals_explicit_validation_data():
   np.testing.assert_allclose(h1["val_loss"], h2["val_loss"], rtol=1e-6)
 
 
+def test_validation_data_triple_weighs_the_validation_loss_only():
+  """(x_val, y_val, sample_weight_val), as Keras takes it: the weights weigh val_loss as evaluate's
+  sample_weight does; training and the val metrics are what they are without them; None is no weights."""
+  x, y = blobs(n=60)
+  model = softmax_regression()
+  params = model.init(KEY, (5,))
+  w = np.random.default_rng(1).uniform(0, 3, 20).astype(np.float32)
+  kw = dict(loss="sparse_categorical_crossentropy", metrics=["accuracy"], epochs=2, batch_size=8, verbose=0,
+            eval_batch_size=7)
+  state, weighted = training.fit(model, params, x[:40], y[:40], validation_data=(x[40:], y[40:], w), **kw)
+  _, plain = training.fit(model, params, x[:40], y[:40], validation_data=(x[40:], y[40:]), **kw)
+  _, none = training.fit(model, params, x[:40], y[:40], validation_data=[x[40:], y[40:], None], **kw)
+  np.testing.assert_array_equal(weighted["loss"], plain["loss"])
+  np.testing.assert_array_equal(weighted["val_accuracy"], plain["val_accuracy"])
+  np.testing.assert_array_equal(none["val_loss"], plain["val_loss"])
+  want = training.evaluate(model, state, x[40:], y[40:], loss="sparse_categorical_crossentropy", batch_size=7,
+                           sample_weight=w)["loss"]
+  assert weighted["val_loss"][-1] == pytest.approx(want, rel=1e-6)
+  assert abs(weighted["val_loss"][-1] - plain["val_loss"][-1]) > 1e-3
+
+
+def test_validation_split_holds_out_the_sample_weights_too_not_the_class_weights():
+  """Keras splits sample_weight with x and y: the held-out weights weigh val_loss. class_weight stays with
+  training (Keras' validation is not class-weighted)."""
+  x, y = blobs(n=50)
+  model = softmax_regression()
+  params = model.init(KEY, (5,))
+  w = np.random.default_rng(2).uniform(0, 3, 50).astype(np.float32)
+  kw = dict(loss="sparse_categorical_crossentropy", metrics=["accuracy"], epochs=2, batch_size=8, verbose=0)
+  _, split = training.fit(model, params, x, y, sample_weight=w, validation_split=0.2, **kw)
+  _, explicit = training.fit(model, params, x[:40], y[:40], sample_weight=w[:40],
+                             validation_data=(x[40:], y[40:], w[40:]), **kw)
+  for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
+    np.testing.assert_allclose(split[name], explicit[name], rtol=1e-6, err_msg=name)
+  state, class_weighted = training.fit(model, params, x, y, class_weight={0: 3.0, 1: 0.5, 2: 1.0},
+                                       validation_split=0.2, **kw)
+  want = training.evaluate(model, state, x[40:], y[40:], loss="sparse_categorical_crossentropy")["loss"]
+  assert class_weighted["val_loss"][-1] == pytest.approx(want, rel=1e-6)
+
+
 def test_evaluate_sample_weight_is_keras_sum_over_batch_size():
   """Weighted losses summed and divided by the batch's examples (not by the weights' sum), the batches of the
   epoch weighed by their sizes; the metrics are unweighted."""
