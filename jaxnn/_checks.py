@@ -139,10 +139,10 @@ def check_validation_data(validation_data: Any, where: str = "fit") -> None:
                      f"got {found}")
 
 
-def check_metrics_list(metrics: Any) -> None:
+def check_metrics_list(metrics: Any, arg: str = "metrics") -> None:
   """A sequence of metrics, not a bare string (which would be read one character at a time)."""
   if isinstance(metrics, str) or not isinstance(metrics, Sequence):
-    raise JaxnnError(f"metrics: expected a list of metric names or Metrics, got {metrics!r}"
+    raise JaxnnError(f"{arg}: expected a list of metric names or Metrics, got {metrics!r}"
                      + (f" (write [{metrics!r}])" if isinstance(metrics, str) else ""))
 
 

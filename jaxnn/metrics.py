@@ -53,11 +53,15 @@ class Metric:
     name: the name it is reported under (the identifier given to `get`).
     update: `update(y_true, y_pred, sample_weight=None) -> statistics`, a pytree of batch sums.
     compute: `compute(statistics) -> value`, applied to statistics summed over batches.
+    weighted: whether `fit` and `evaluate` pass it the sample weights (and class weights), as Keras does
+      for `weighted_metrics`; they set it for the metrics given as `weighted_metrics`. Otherwise a metric
+      counts every (unmasked) example alike, as Keras' `metrics` do.
   """
 
   name: str
   update: Callable[..., PyTree]
   compute: Callable[[PyTree], Array]
+  weighted: bool = False
 
 
 def evaluate(metric: Metric, y_true: ArrayLike, y_pred: ArrayLike,

@@ -146,8 +146,9 @@ _many_eval_jit = jax.jit(_many_eval, static_argnames=_STATIC)
 
 def fit_many(model: Sequential, x: Any, y: Any, *, loss: Any, seeds: int | Sequence[int] = 0,
              learning_rate: Any = None, weight_decay: Any = None, l2: Any = None, dropout_rate: Any = None,
-             optimizer: Any = "adam", metrics: Sequence[Any] = (), epochs: int = 1, batch_size: int = 32,
-             validation_data: tuple[Any, Any] | None = None, validation_split: float = 0.0, shuffle: bool = True,
+             optimizer: Any = "adam", metrics: Sequence[Any] = (), weighted_metrics: Sequence[Any] | None = None,
+             epochs: int = 1, batch_size: int = 32,
+             validation_data: tuple[Any, ...] | None = None, validation_split: float = 0.0, shuffle: bool = True,
              data_seed: int | None = None, verbose: int = 0, eval_batch_size: int = 1024,
              checkpoint: checkpoint_lib.Checkpointing | None = None,
              ) -> tuple[training.TrainState, list[training.History]]:
@@ -173,6 +174,7 @@ def fit_many(model: Sequential, x: Any, y: Any, *, loss: Any, seeds: int | Seque
     optimizer: an optimizer name or `OptimizerConfig` (swept values replace its learning rate / weight
       decay; a learning-rate schedule cannot be swept), or an optax transformation when nothing in it is swept.
     metrics: metric names or `metrics.Metric`s.
+    weighted_metrics: as in `fit`; weighted by the validation data's weights (the training data have none).
     epochs: passes over the data.
     batch_size: examples per step (each model sees the same number of steps).
     validation_data: `(x_val, y_val)` or `(x_val, y_val, sample_weight_val)` (weights for the validation
@@ -195,7 +197,7 @@ def fit_many(model: Sequential, x: Any, y: Any, *, loss: Any, seeds: int | Seque
     list of K Histories; `histories[k].params` records model k's seed and hyperparameters.
   """
   loss = losses_lib.get(loss)
-  metrics = training._resolve_metrics(metrics, loss)
+  metrics = training._resolve_metrics(metrics, loss, weighted_metrics)
   x = training._as_float_inputs(x, "x")
   y = training._check_xy(model, loss, x, y, "fit_many", training._NOT_MADE_YET, metrics)
   numerics.check_finite(x, "x")

@@ -103,17 +103,25 @@ def _entry_mask(mask: Array, step_mask: Array | None) -> Array:
 
 
 def _batch_stats(loss_value: Array, y: Array, y_pred: Array, mask: Array,
-                 metrics: tuple[metrics_lib.Metric, ...], entry_mask: Array | None = None) -> dict[str, PyTree]:
+                 metrics: tuple[metrics_lib.Metric, ...], entry_mask: Array | None = None,
+                 sample_weight: Array | None = None) -> dict[str, PyTree]:
   """Additive statistics of one batch: summed loss and each metric's sufficient statistics.
 
   The loss is weighted by the batch's examples (`mask`, (B,)), as Keras' epoch loss weights each batch by its
   size; the metrics count the entries of `entry_mask` (`_entry_mask`; default `mask`): only unmasked steps.
+  The weighted ones (Keras' `weighted_metrics`) weigh those entries by `sample_weight` ((B,) or (B, T)).
   """
   count = jnp.sum(mask)
   stats = {"loss": {"sum": loss_value * count, "count": count}}
+  counted = mask if entry_mask is None else entry_mask
+  weighted = counted
+  if sample_weight is not None and any(metric.weighted for metric in metrics):
+    ndim = max(counted.ndim, sample_weight.ndim)
+    expand = losses_lib._expand  # pylint: disable=protected-access
+    weighted = expand(counted, ndim) * expand(sample_weight, ndim)
   for metric in metrics:
     # Keras' `metrics` ignore sample weights; the mask only removes padding (and masked steps).
-    stats[metric.name] = metric.update(y, y_pred, mask if entry_mask is None else entry_mask)
+    stats[metric.name] = metric.update(y, y_pred, weighted if metric.weighted else counted)
   return stats
 
 
@@ -192,7 +200,7 @@ def train_step(state: TrainState, x: Array, y: Array, sample_weight: Array, mask
     st = st.apply_gradients(grads=grads, model_state=model_state)
     return st.replace(params=model.constrain(st.params))
 
-  stats = _batch_stats(total, y, y_pred, mask, metrics, entry_mask)
+  stats = _batch_stats(total, y, y_pred, mask, metrics, entry_mask, sample_weight)
   if max_bad_steps is None:
     return update(state), stats
   return numerics.guard(state, update, total, grads, stats, max_bad_steps, skip=skip_bad_steps,
@@ -274,7 +282,7 @@ def eval_totals(params: PyTree, model_state: PyTree, x: Array, y: Array, *, mode
     entry_mask = _entry_mask(mask, aux["step_mask"])
     w_b = None if sample_weight is None else jnp.take(sample_weight, idx_b, axis=0)
     total = loss(y_b, y_pred, sample_weight=w_b, mask=entry_mask) + penalty + aux["activity_penalty"]
-    return carry, _batch_stats(total, y_b, y_pred, mask, metrics, entry_mask)
+    return carry, _batch_stats(total, y_b, y_pred, mask, metrics, entry_mask, w_b)
 
   stats_shape = jax.eval_shape(body, (), (idx[0], valid[0]))[1]
   _, totals = _scan_sum(body, (), stats_shape, (idx, valid))
@@ -461,19 +469,30 @@ def _sample_weights(model: Sequential, x: np.ndarray, sample_weight: Any, where:
   return weights
 
 
-def _resolve_metrics(metrics: Sequence[Any], loss: losses_lib.Loss) -> tuple[metrics_lib.Metric, ...]:
+def _resolve_metrics(metrics: Sequence[Any], loss: losses_lib.Loss,
+                     weighted_metrics: Sequence[Any] | None = None) -> tuple[metrics_lib.Metric, ...]:
+  """The metrics, then the weighted metrics (Keras' `weighted_metrics`: `weighted=True`, and a name that one
+  of `metrics` already has prefixed with "weighted_", as Keras names them)."""
   _checks.check_metrics_list(metrics)
-  resolved = tuple(metrics_lib.get(m, loss=loss) for m in metrics)
-  names = [m.name for m in resolved]
+  plain = tuple(dataclasses.replace(m, weighted=False) for m in (metrics_lib.get(m, loss=loss) for m in metrics))
+  taken = {m.name for m in plain}
+  weighted = ()
+  if weighted_metrics is not None:
+    _checks.check_metrics_list(weighted_metrics, "weighted_metrics")
+    weighted = tuple(dataclasses.replace(m, weighted=True, name=f"weighted_{m.name}" if m.name in taken else m.name)
+                     for m in (metrics_lib.get(m, loss=loss) for m in weighted_metrics))
+  names = [m.name for m in plain + weighted]
   if len(set(names)) != len(names) or "loss" in names:
-    raise JaxnnError(f"metrics: names must be unique and not 'loss', got {names}")
-  return resolved
+    what = "metrics and weighted_metrics" if weighted else "metrics"
+    raise JaxnnError(f"{what}: names must be unique and not 'loss', got {names}")
+  return plain + weighted
 
 
 # --------------------------------------------------------------------------------------------- fit
 def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss: Any,
-        optimizer: Any = "adam", metrics: Sequence[Any] = (), epochs: int = 1, batch_size: int = 32,
-        validation_data: tuple[Any, Any] | None = None, validation_split: float = 0.0,
+        optimizer: Any = "adam", metrics: Sequence[Any] = (), weighted_metrics: Sequence[Any] | None = None,
+        epochs: int = 1, batch_size: int = 32, validation_data: tuple[Any, ...] | None = None,
+        validation_split: float = 0.0,
         sample_weight: Any = None, class_weight: Any = None, shuffle: bool = True,
         key: Array | None = None, early_stopping: EarlyStopping | None = None, verbose: int = 1,
         eval_batch_size: int = 1024, data_parallel: Any = False,
@@ -490,7 +509,10 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
     y: targets: int class labels for sparse losses, one-hot / floats otherwise.
     loss: a loss name (`"sparse_categorical_crossentropy"`, ...) or `losses.Loss`.
     optimizer: an optimizer name, `optimizers.OptimizerConfig` or optax GradientTransformation.
-    metrics: metric names or `metrics.Metric`s, reported per epoch ("accuracy" follows the loss).
+    metrics: metric names or `metrics.Metric`s, reported per epoch ("accuracy" follows the loss); they count
+      every example alike, as Keras' `metrics`.
+    weighted_metrics: metrics weighted by `sample_weight` and `class_weight` (and on the validation data by
+      its weights), Keras' `weighted_metrics`; one named as one of `metrics` is logged as "weighted_<name>".
     epochs: number of passes over the data.
     batch_size: examples per step: len(x) is batch gradient descent, 1 stochastic, k mini-batch.
     validation_data: `(x_val, y_val)` evaluated after every epoch (`val_*` in the history), or
@@ -518,7 +540,7 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
     The final TrainState (params in `state.params`) and a History.
   """
   loss = losses_lib.get(loss)
-  metrics = _resolve_metrics(metrics, loss)
+  metrics = _resolve_metrics(metrics, loss, weighted_metrics)
   x = _as_float_inputs(x, "x")
   y = _check_xy(model, loss, x, y, "fit", params, metrics)
   epochs, eval_batch_size = _check_fit_args(epochs, validation_split, validation_data, eval_batch_size, key,
@@ -663,15 +685,16 @@ def _progress_line(epoch: int, epochs: int, logs: dict[str, float]) -> str:
 
 # --------------------------------------------------------------------------------------------- evaluate / predict
 def evaluate(model: Sequential, params: PyTree, x: Any, y: Any, *, loss: Any, metrics: Sequence[Any] = (),
-             batch_size: int = 1024, state: PyTree | None = None, sample_weight: Any = None) -> dict[str, float]:
+             weighted_metrics: Sequence[Any] | None = None, batch_size: int = 1024, state: PyTree | None = None,
+             sample_weight: Any = None) -> dict[str, float]:
   """Loss (with weight and activity penalties, as Keras reports it) and metrics over (x, y).
 
   `params` may be a TrainState (its model state is used); otherwise pass the model's `state` if it has one.
-  `sample_weight` weighs the loss as in `fit` (one weight per example, or per step for per-step outputs);
-  the metrics ignore it, as Keras' `metrics` do.
+  `sample_weight` weighs the loss as in `fit` (one weight per example, or per step for per-step outputs) and
+  the `weighted_metrics`; the `metrics` ignore it, as Keras' `metrics` do.
   """
   loss = losses_lib.get(loss)
-  metrics = _resolve_metrics(metrics, loss)
+  metrics = _resolve_metrics(metrics, loss, weighted_metrics)
   x = _as_float_inputs(x, "x")
   y = _check_xy(model, loss, x, y, "evaluate", params, metrics)
   batch_size = _checks.check_int(batch_size, "batch_size", "evaluate", low=1)

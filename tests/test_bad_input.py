@@ -249,6 +249,13 @@ CASES = [
          r"\(4,\), one weight per example, got \(5,\)", id="validation-weights-shape"),
     case(lambda: fit(validation_data=(X[:4], Y[:4], [1.0, np.nan, 1.0, 1.0])), r"^validation_data: sample_weight "
          r"must be finite and >= 0, found nan at sample_weight\[1\]", id="validation-weights-nan"),
+    case(lambda: fit(weighted_metrics="accuracy"), r"^weighted_metrics: expected a list of metric names or Metrics, "
+         r"got 'accuracy' \(write \['accuracy'\]\)", id="weighted-metrics-a-string"),
+    case(lambda: fit(metrics=["accuracy"], weighted_metrics=["accuracy", "accuracy"]),
+         r"^metrics and weighted_metrics: names must be unique and not 'loss', got \['accuracy', "
+         r"'weighted_accuracy', 'weighted_accuracy'\]", id="weighted-metrics-twice"),
+    case(lambda: fit(weighted_metrics=["no_such_metric"]), r"^metric: unknown name 'no_such_metric'; valid names: ",
+         id="weighted-metrics-unknown"),
     # --- weights, keys, early stopping
     case(lambda: fit(sample_weight=np.ones(N - 1)), r"^fit: sample_weight must have shape \(16,\), one weight per "
          r"training example, got \(15,\)", id="fit-sample-weight-shape"),

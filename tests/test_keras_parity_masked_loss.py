@@ -2,9 +2,9 @@
 
 Embedding(mask_zero=True), a recurrent layer returning sequences and a Dense layer: Keras leaves the masked
 steps out of the loss (each batch's loss is the mean over its unmasked steps) and out of its metrics. Here
-jaxnn's `evaluate` is compared with Keras' `evaluate`, and one epoch of `fit` (SGD, per-step sample weights, a
-partial last batch) with Keras' `fit`: the epoch's loss and the trained weights. jaxnn-alone checks:
-test_masked_loss.py.
+jaxnn's `evaluate` is compared with Keras' `evaluate` (also with `weighted_metrics`), and one epoch of `fit`
+(SGD, per-step sample weights, a partial last batch) with Keras' `fit`: the epoch's loss and the trained
+weights. jaxnn-alone checks: test_masked_loss.py.
 """
 
 import os
@@ -123,6 +123,24 @@ def test_evaluate_and_one_epoch_of_fit_match_keras(recurrent, task):
     np.testing.assert_allclose(got_w, want_w, rtol=1e-4, atol=1e-5)
     moved = max(moved, float(np.abs(want_w - start).max()))
   assert moved > 1e-2  # the epoch trained
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_weighted_metrics_over_masked_steps_match_keras_evaluate(task):
+  """weighted_metrics with per-step weights: each unmasked step counts with its weight, as in Keras."""
+  ours, params, _ = _models("GRU", task)
+  loss, metric, units, activation = TASKS[task]
+  theirs = keras.Sequential([keras.Input((T,), dtype="int32"), *_layers(keras.layers, "GRU", units, activation)])
+  theirs.set_weights(_keras_weights(ours, params))
+  theirs.compile(loss=loss, metrics=[metric], weighted_metrics=[metric])
+  y = TARGETS[task]
+  want = theirs.evaluate(X, y, sample_weight=STEP_WEIGHTS, batch_size=BATCH, verbose=0, return_dict=True)
+  got = jaxnn.evaluate(ours, params, X, y, loss=loss, metrics=[metric], weighted_metrics=[metric],
+                       sample_weight=STEP_WEIGHTS, batch_size=BATCH)
+  assert sorted(got) == sorted(want)
+  for name in want:
+    np.testing.assert_allclose(got[name], want[name], rtol=RTOL, atol=ATOL, err_msg=name)
+  assert abs(got[f"weighted_{metric}"] - got[metric]) > 1e-3
 
 
 def test_unmasked_loss_differs_from_keras_masked_one():

@@ -63,15 +63,19 @@ def test_model_k_equals_a_single_fit_with_its_seed_and_hyperparameters():
   assert not np.allclose(states.params["dense_0"]["kernel"][0], states.params["dense_0"]["kernel"][1])
 
 
-def test_validation_weights_weigh_each_models_val_loss_as_in_fit():
+def test_validation_weights_weigh_each_models_val_loss_and_weighted_metrics_as_in_fit():
   x, y = blobs()
   w = np.random.default_rng(3).uniform(0, 3, 24).astype(np.float32)
-  fit = dict(FIT, validation_split=0.0, validation_data=(x[96:], y[96:], w))
+  fit = dict(FIT, validation_split=0.0, validation_data=(x[96:], y[96:], w), weighted_metrics=["accuracy"])
   _, histories = sweep.fit_many(mlp(0.0), x[:96], y[:96], seeds=[0, 1], **fit)
   for k in range(2):
     init_key, fit_key = sweep.seed_keys(k)
     _, history = training.fit(mlp(0.0), mlp(0.0).init(init_key, (6,)), x[:96], y[:96], key=fit_key, **fit)
-    np.testing.assert_allclose(histories[k]["val_loss"], history["val_loss"], rtol=1e-5, err_msg=f"model {k}")
+    for name in ("val_loss", "val_accuracy", "val_weighted_accuracy", "weighted_accuracy"):
+      np.testing.assert_allclose(histories[k][name], history[name], rtol=1e-5, err_msg=f"model {k} {name}")
+    # No training weights: the weighted training accuracy is the plain one.
+    np.testing.assert_array_equal(histories[k]["weighted_accuracy"], histories[k]["accuracy"])
+  assert np.abs(np.subtract(histories[0]["val_weighted_accuracy"], histories[0]["val_accuracy"])).max() > 1e-3
   _, unweighted = sweep.fit_many(mlp(0.0), x[:96], y[:96], seeds=[0, 1], **dict(fit, validation_data=(x[96:], y[96:])))
   assert abs(unweighted[0]["val_loss"][-1] - histories[0]["val_loss"][-1]) > 1e-3
 

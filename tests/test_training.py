@@ -177,6 +177,58 @@ def test_validation_split_holds_out_the_sample_weights_too_not_the_class_weights
   assert class_weighted["val_loss"][-1] == pytest.approx(want, rel=1e-6)
 
 
+def test_weighted_metrics_take_the_sample_and_class_weights_metrics_do_not():
+  """Keras' weighted_metrics: sum(w * value) / sum(w) with the sample weights times the class weights, in fit
+  (training and validation) and evaluate; named "weighted_<name>" beside a metric of the same name, under
+  their own name otherwise; without weights they equal the plain metrics."""
+  x, y = blobs(n=40)
+  model = softmax_regression()
+  params = model.init(KEY, (5,))
+  w = np.random.default_rng(4).uniform(0, 3, 40).astype(np.float32)
+  class_weight = {0: 2.0, 1: 0.0, 2: 1.0}
+  correct = (training.predict(model, params, x).argmax(-1) == y).astype(np.float64)
+  weighted = np.sum(correct * w) / np.sum(w)
+  assert abs(weighted - correct.mean()) > 1e-2  # the weights change the value
+  kw = dict(loss="sparse_categorical_crossentropy", metrics=["accuracy"], weighted_metrics=["accuracy"])
+  got = training.evaluate(model, params, x, y, sample_weight=w, batch_size=16, **kw)
+  assert got["accuracy"] == pytest.approx(correct.mean()) and got["weighted_accuracy"] == pytest.approx(weighted)
+  got = training.evaluate(model, params, x, y, batch_size=16, **kw)
+  assert got["weighted_accuracy"] == got["accuracy"]
+  alone = training.evaluate(model, params, x, y, loss=kw["loss"], weighted_metrics=["accuracy"], sample_weight=w)
+  assert set(alone) == {"loss", "accuracy"} and alone["accuracy"] == pytest.approx(weighted)
+  # fit with a learning rate of 0: the metrics of the initial params, over shuffled, partly padded batches.
+  frozen = dict(kw, optimizer=optimizers.OptimizerConfig("sgd", learning_rate=0.0), batch_size=16, verbose=0)
+  cw = np.array([class_weight[int(c)] for c in y], np.float32)
+  _, history = training.fit(model, params, x, y, sample_weight=w, class_weight=class_weight,
+                            validation_data=(x, y, w), **frozen)
+  assert history["accuracy"][0] == pytest.approx(correct.mean())
+  assert history["weighted_accuracy"][0] == pytest.approx(np.sum(correct * w * cw) / np.sum(w * cw))
+  assert history["val_weighted_accuracy"][0] == pytest.approx(weighted)  # class weights stay with training
+  # EarlyStopping may watch a weighted metric.
+  stop = training.EarlyStopping(monitor="val_weighted_accuracy", patience=0, mode="max")
+  _, history = training.fit(model, params, x, y, validation_data=(x, y, w), early_stopping=stop, epochs=3, **frozen)
+  assert len(history["val_weighted_accuracy"]) == 2
+
+
+def test_weighted_metrics_over_masked_steps_weigh_the_unmasked_ones():
+  """Per-step weights (N, T) on a sequence model with a step mask: the weighted accuracy is over unmasked steps."""
+  from jaxnn.layers import Embedding
+  from jaxnn.recurrent import SimpleRNN
+  tokens = np.array([[1, 2, 0, 0], [3, 1, 2, 0], [2, 2, 2, 3]], np.int32)
+  labels = np.array([[0, 1, 0, 0], [1, 1, 0, 1], [0, 1, 1, 0]], np.int32)
+  step_w = np.random.default_rng(5).uniform(0.5, 2, (3, 4)).astype(np.float32)
+  model = Sequential([Embedding(4, 3, mask_zero=True), SimpleRNN(4, return_sequences=True),
+                      Dense(2, activation="softmax")])
+  params = model.init(KEY, (4,))
+  correct = training.predict(model, params, tokens).argmax(-1) == labels
+  keep = (tokens != 0) * step_w
+  got = training.evaluate(model, params, tokens, labels, loss="sparse_categorical_crossentropy",
+                          weighted_metrics=["accuracy"], sample_weight=step_w, batch_size=2)
+  assert got["accuracy"] == pytest.approx(np.sum(correct * keep) / np.sum(keep))
+  unweighted = np.sum(correct * (tokens != 0)) / np.sum(tokens != 0)
+  assert abs(got["accuracy"] - unweighted) > 1e-3
+
+
 def test_evaluate_sample_weight_is_keras_sum_over_batch_size():
   """Weighted losses summed and divided by the batch's examples (not by the weights' sum), the batches of the
   epoch weighed by their sizes; the metrics are unweighted."""
