@@ -462,11 +462,9 @@ def _validation_arrays(model: Sequential, loss: losses_lib.Loss, validation_data
 
 def _sample_weights(model: Sequential, x: np.ndarray, sample_weight: Any, where: str) -> np.ndarray:
   """`_checks.sample_weights` for the model's outputs on x: one weight per example, or per step where the
-  outputs are per step (output shape (T, C)); checked finite."""
+  outputs are per step (output shape (T, C)); finite and >= 0 (checked there)."""
   steps = tuple(model.output_shapes(x.shape[1:])[-1][:-1])
-  weights = _checks.sample_weights(sample_weight, len(x), steps=steps, where=where)
-  numerics.check_finite(weights, "sample_weight")
-  return weights
+  return _checks.sample_weights(sample_weight, len(x), steps=steps, where=where)
 
 
 def _resolve_metrics(metrics: Sequence[Any], loss: losses_lib.Loss,
