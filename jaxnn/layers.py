@@ -367,6 +367,11 @@ class Embedding(WeightPenalties, Layer):
   fill), which the NaN guard reports. With `mask_zero`, id 0 is padding: the output carries a step mask
   (`id != 0`) that the recurrent layers and GlobalAveragePooling1D use to skip the padded steps, so
   `input_dim` counts the padding id too (vocabulary size + 1), as in Keras.
+
+  With `lora_rank`, as Dense's: the table is frozen and `embeddings + (lora_alpha / lora_rank) * lora_a @
+  lora_b` is looked up, `lora_a` (input_dim, rank) He-uniform and `lora_b` (rank, output_dim) zeros, so training
+  starts from the base table (the same table as without LoRA for the same key); `embeddings_regularizer` then
+  penalizes the factors and an `embeddings_constraint` is refused, as in Keras.
   """
 
   input_dim: int
@@ -376,6 +381,8 @@ class Embedding(WeightPenalties, Layer):
   activity_regularizer: Any = None
   embeddings_constraint: Any = None
   mask_zero: bool = False
+  lora_rank: int | None = None
+  lora_alpha: float | None = None
 
   _WEIGHTS: ClassVar[Mapping[str, str]] = {"embeddings": "embeddings"}
 
@@ -390,6 +397,12 @@ class Embedding(WeightPenalties, Layer):
     if self.mask_zero and self.input_dim < 2:
       raise JaxnnError(f"{self._where}: mask_zero=True makes id 0 padding, so input_dim must count at least one "
                        f"real id besides it (>= 2), got {self.input_dim}")
+    if self.lora_rank is not None:
+      object.__setattr__(self, "lora_rank", _positive_int("Embedding", "lora_rank", self.lora_rank))
+      if self.embeddings_constraint is not None:
+        raise JaxnnError(f"{self._where}: embeddings_constraint cannot be combined with lora_rank (the table is "
+                         f"frozen and the LoRA factors are not constrained; Keras refuses it too), got "
+                         f"embeddings_constraint={self.embeddings_constraint!r}")
     check_names(self)
 
   @property
@@ -400,8 +413,29 @@ class Embedding(WeightPenalties, Layer):
     return (*input_shape, self.output_dim)
 
   def init(self, key, input_shape):
-    table = initializers.get(self.embeddings_initializer)(key, (self.input_dim, self.output_dim), jnp.float32)
-    return {"embeddings": table}, self.output_shape(input_shape)
+    params = {"embeddings": initializers.get(self.embeddings_initializer)(
+        key, (self.input_dim, self.output_dim), jnp.float32)}
+    if self.lora_rank is not None:
+      params["lora_a"] = initializers.get("he_uniform")(jax.random.fold_in(key, 1), (self.input_dim, self.lora_rank),
+                                                        jnp.float32)
+      params["lora_b"] = jnp.zeros((self.lora_rank, self.output_dim), jnp.float32)
+    return params, self.output_shape(input_shape)
+
+  def embeddings(self, params: Params) -> Array:
+    """The effective table (the base plus the scaled LoRA update when enabled)."""
+    if self.lora_rank is None:
+      return params["embeddings"]
+    alpha = self.lora_rank if self.lora_alpha is None else self.lora_alpha
+    base = jax.lax.stop_gradient(params["embeddings"])  # frozen: no gradient is even computed
+    return base + (alpha / self.lora_rank) * (params["lora_a"] @ params["lora_b"])
+
+  def penalized(self, params, name):
+    if name == "embeddings" and self.lora_rank is not None:
+      return [params["lora_a"], params["lora_b"]]
+    return [params[name]]
+
+  def trainable(self, params):
+    return {k: not (k == "embeddings" and self.lora_rank is not None) for k in params}
 
   @staticmethod
   def _ids(x: Array) -> Array:
@@ -409,7 +443,7 @@ class Embedding(WeightPenalties, Layer):
 
   def apply(self, params, x, *, training=False, key=None):
     del training, key
-    return jnp.take(params["embeddings"], self._ids(x), axis=0)
+    return jnp.take(self.embeddings(params), self._ids(x), axis=0)
 
   def output_masked(self, input_masked):
     del input_masked  # Keras' Embedding makes its own mask or none

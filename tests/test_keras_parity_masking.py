@@ -264,6 +264,37 @@ def test_embedding_without_mask_zero_then_lstm_matches_keras():
   np.testing.assert_allclose(np.asarray(ours.apply(params, x)), np.asarray(theirs(x)), rtol=RTOL, atol=ATOL)
 
 
+# ------------------------------------------------------------------------------------------ Embedding with LoRA
+@pytest.mark.parametrize("rank, alpha", [(2, None), (2, 6), (3, 1)])
+def test_embedding_lora_matches_keras(rank, alpha):
+  """embeddings + (alpha / rank) * A @ B looked up, the table frozen and the factors trained, the regularizer on
+  the factors, in both (nonzero factors, so the update shows)."""
+  ours = jaxnn.Sequential([jaxnn.Embedding(V, E, lora_rank=rank, lora_alpha=alpha, embeddings_regularizer="l2")])
+  params = _params(ours, (T,), 11)
+  layer = keras.layers.Embedding(V, E, embeddings_regularizer="l2")
+  theirs = _keras_model([layer], (T,), "int32")
+  layer.enable_lora(rank, lora_alpha=alpha)
+  table = params["embedding_0"]
+  _set_weights(theirs, [table["embeddings"], table["lora_a"], table["lora_b"]])
+  assert [w.path.split("/")[-1] for w in theirs.weights] == ["embeddings", "lora_embeddings_a", "lora_embeddings_b"]
+  assert [w.trainable for w in theirs.weights] == list(ours.layers[0].trainable(table).values())
+  x = X_IDS["middle"]
+  np.testing.assert_allclose(np.asarray(ours.apply(params, x)), np.asarray(theirs(x)), rtol=RTOL, atol=ATOL)
+  np.testing.assert_allclose(np.asarray(ours.layers[0].embeddings(table)), np.asarray(layer.embeddings),
+                             rtol=RTOL, atol=ATOL)
+  assert not np.allclose(np.asarray(ours.layers[0].embeddings(table)), table["embeddings"], rtol=RTOL, atol=ATOL)
+  np.testing.assert_allclose(float(ours.regularization(params)), float(sum(theirs.losses)), rtol=RTOL, atol=ATOL)
+
+
+def test_embedding_lora_with_a_constraint_is_refused_as_in_keras():
+  layer = keras.layers.Embedding(V, E, embeddings_constraint="non_neg")
+  layer.build((None, T))
+  with pytest.raises(ValueError, match="incompatible with embedding constraints"):
+    layer.enable_lora(2)
+  with pytest.raises(jaxnn.JaxnnError, match="embeddings_constraint cannot be combined with lora_rank"):
+    jaxnn.Embedding(V, E, lora_rank=2, embeddings_constraint="non_neg")
+
+
 # ------------------------------------------------------------------------------------------ gradients
 def test_gradient_of_masked_model_matches_keras():
   """d(loss)/d(every param) of Embedding(mask_zero)+LSTM+Dense, Keras' through `stateless_call` in jax.grad."""

@@ -387,6 +387,46 @@ def test_summary_lists_the_embedding_params():
   assert f"Trainable params: {16_000 + lstm:,}" in text
 
 
+# ------------------------------------------------------------------------------------------ Embedding with LoRA
+def test_embedding_lora_starts_from_the_base_table_and_trains_only_the_factors():
+  plain = Sequential([Embedding(V, E, mask_zero=True), GlobalAveragePooling1D(), Dense(2, activation="softmax")])
+  lora = Sequential([Embedding(V, E, mask_zero=True, lora_rank=2), *plain.layers[1:]])
+  params, lora_params = plain.init(KEY, (6,)), lora.init(KEY, (6,))
+  table = lora_params["embedding_0"]
+  np.testing.assert_array_equal(np.asarray(table["embeddings"]), np.asarray(params["embedding_0"]["embeddings"]))
+  assert table["lora_a"].shape == (V, 2) and table["lora_b"].shape == (2, E) and not np.any(table["lora_b"])
+  assert np.abs(np.asarray(table["lora_a"])).max() <= np.sqrt(6 / V) and np.any(table["lora_a"])  # He uniform
+  np.testing.assert_array_equal(np.asarray(lora.apply(lora_params, X_IDS)), np.asarray(plain.apply(params, X_IDS)))
+  assert lora.layers[0].trainable(table) == {"embeddings": False, "lora_a": True, "lora_b": True}
+  assert f"Non-trainable params: {V * E:,}" in lora.summary((6,))
+  state, _ = training.fit(lora, lora_params, X_IDS, Y_IDS, loss=SCCE, batch_size=2, epochs=2, verbose=0,
+                          optimizer=jaxnn.OptimizerConfig("sgd", learning_rate=0.5))
+  trained = state.params["embedding_0"]
+  np.testing.assert_array_equal(np.asarray(trained["embeddings"]), np.asarray(table["embeddings"]))
+  assert np.any(trained["lora_b"]) and not np.array_equal(np.asarray(trained["lora_a"]), np.asarray(table["lora_a"]))
+
+
+def test_embedding_lora_alpha_scales_the_update_and_the_regularizer_sees_the_factors():
+  a = np.arange(V * 2, dtype=np.float32).reshape(V, 2) / 10
+  b = np.ones((2, E), np.float32)
+  params = {"embeddings": np.zeros((V, E), np.float32), "lora_a": a, "lora_b": b}
+  layer = Embedding(V, E, lora_rank=2, lora_alpha=6, embeddings_regularizer={"name": "l2", "l2": 0.5})
+  np.testing.assert_allclose(np.asarray(layer.embeddings(params)), 3.0 * a @ b, rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(layer.apply(params, np.array([[2, 0]]))), 3.0 * (a @ b)[[[2, 0]]], rtol=1e-6)
+  np.testing.assert_allclose(float(layer.regularization(params)), 0.5 * (np.sum(a**2) + np.sum(b**2)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(lora_rank=0), "lora_rank must be a positive int, got 0"),
+    (dict(lora_rank=2.0), "lora_rank must be a positive int, got 2.0"),
+    (dict(lora_rank=2, embeddings_constraint="non_neg"), r"Embedding\(5, 2\): embeddings_constraint cannot be "
+                                                         r"combined with lora_rank"),
+], ids=["rank-0", "rank-float", "with-constraint"])
+def test_embedding_lora_constructor_errors(kwargs, match):
+  with pytest.raises(JaxnnError, match=match):
+    Embedding(5, 2, **kwargs)
+
+
 # ------------------------------------------------------------------------------------------ training end to end
 def _count_task(n, maxlen=12, seed=0):
   """Random sequences of 3..maxlen tokens from {1, 2, 3, 4}, post-padded; label: more 1s than 2s (no ties)."""
