@@ -370,7 +370,8 @@ class History:
 
 @dataclasses.dataclass(frozen=True)
 class EarlyStopping:
-  """Stops `fit` when `monitor` has not improved by `min_delta` for `patience` epochs (Keras semantics)."""
+  """Stops `fit` when `monitor` has not improved by `min_delta` for `patience` epochs (Keras semantics: with
+  patience p >= 1 the run stops after p epochs without improvement, with 0 after the first such epoch)."""
 
   monitor: str = "val_loss"
   patience: int = 0
@@ -657,8 +658,8 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
         if early_stopping.restore_best_weights:
           best_params = state.params
       else:
-        wait += 1
-        stop = wait > early_stopping.patience
+        wait += 1  # epochs without improvement; Keras stops once they reach the patience
+        stop = wait >= early_stopping.patience
         if stop and verbose:
           print(f"early stopping at epoch {epoch + 1}: {early_stopping.monitor} did not improve for "
                 f"{wait} epochs (best {best:.4f})", flush=True)

@@ -1,0 +1,54 @@
+"""fit's EarlyStopping (and ReduceLROnPlateau) against Keras 3's callbacks: one softmax layer, SGD, no
+shuffling, the same initial weights, so both runs see the same monitored values; the epochs run, the learning
+rates used and the losses match."""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import jaxnn  # noqa: E402
+
+keras = pytest.importorskip("keras")
+
+N, D, C = 40, 5, 3
+BATCH, LR = 8, 0.3
+RTOL, ATOL = 1e-5, 1e-6
+RNG = np.random.default_rng(1)
+Y = RNG.integers(0, C, N).astype(np.int32)
+X = (RNG.normal(0, 1, (C, D))[Y] + RNG.normal(0, 1.5, (N, D))).astype(np.float32)
+KERNEL = RNG.normal(0, 0.3, (D, C)).astype(np.float32)
+BIAS = RNG.normal(0, 0.1, C).astype(np.float32)
+LOSS = "sparse_categorical_crossentropy"
+OURS = jaxnn.Sequential([jaxnn.layers.Dense(C, activation="softmax")])
+PARAMS = {"dense_0": {"kernel": KERNEL, "bias": BIAS}}
+
+
+def _fit_both(epochs, keras_callback, **ours):
+  theirs = keras.Sequential([keras.Input((D,)), keras.layers.Dense(C, activation="softmax")])
+  theirs.set_weights([KERNEL, BIAS])
+  theirs.compile(loss=LOSS, metrics=["accuracy"], optimizer=keras.optimizers.SGD(LR))
+  want = theirs.fit(X, Y, batch_size=BATCH, epochs=epochs, shuffle=False, verbose=0, validation_data=(X[:16], Y[:16]),
+                    callbacks=[keras_callback]).history
+  _, got = jaxnn.fit(OURS, PARAMS, X, Y, loss=LOSS, metrics=["accuracy"], batch_size=BATCH, epochs=epochs,
+                     optimizer=jaxnn.OptimizerConfig("sgd", learning_rate=LR), shuffle=False, verbose=0,
+                     validation_data=(X[:16], Y[:16]), **ours)
+  return want, got
+
+
+@pytest.mark.parametrize("patience", [0, 1, 2, 3])
+@pytest.mark.parametrize("monitor, min_delta", [("loss", 1e9), ("val_loss", 1e-2), ("val_accuracy", 0.0)])
+def test_early_stopping_stops_at_keras_epoch(patience, monitor, min_delta):
+  want, got = _fit_both(12, keras.callbacks.EarlyStopping(monitor=monitor, patience=patience, min_delta=min_delta),
+                        early_stopping=jaxnn.EarlyStopping(monitor=monitor, patience=patience, min_delta=min_delta))
+  assert len(got["loss"]) == len(want["loss"])
+  np.testing.assert_allclose(got["val_loss"], want["val_loss"], rtol=RTOL, atol=ATOL)
+
+
+def test_early_stopping_cases_stop_at_different_epochs():
+  """The cases above are not all one trivial run: the stopping epoch moves with patience and monitor."""
+  lengths = {len(_fit_both(12, keras.callbacks.EarlyStopping(monitor=m, patience=p, min_delta=d))[0]["loss"])
+             for p in (0, 3) for m, d in (("loss", 1e9), ("val_loss", 1e-2))}
+  assert len(lengths) >= 3
