@@ -58,6 +58,7 @@ from jaxnn.sweep import fit_many
 from jaxnn.sweep import per_example_grad_norms
 from jaxnn.sweep import per_example_grads
 from jaxnn.training import EarlyStopping
+from jaxnn.training import ReduceLROnPlateau
 from jaxnn.training import History
 from jaxnn.training import TrainState
 from jaxnn.training import create_train_state
@@ -74,7 +75,7 @@ __all__ = [
     "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "LSTM",
     "LayerNormalization", "MaxPooling1D", "MaxPooling2D", "RMSNormalization", "Reshape", "SimpleRNN", "convolutional", "recurrent",
     "CheckpointError", "Checkpointing", "NonFiniteError", "checkpoint", "numerics",
-    "Activation", "DataError", "Dense", "Dropout", "EarlyStopping", "Embedding", "Masking", "Flatten", "History", "JaxnnError", "Layer",
+    "Activation", "DataError", "Dense", "Dropout", "EarlyStopping", "ReduceLROnPlateau", "Embedding", "Masking", "Flatten", "History", "JaxnnError", "Layer",
     "OptimizerConfig", "Sequential", "TrainState", "activations", "constraints", "create_train_state", "data",
     "evaluate", "fit", "initializers", "losses", "metrics", "optimizers", "predict", "predict_classes",
     "regularizers", "train_step", "training",

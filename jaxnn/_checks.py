@@ -146,13 +146,14 @@ def check_metrics_list(metrics: Any, arg: str = "metrics") -> None:
                      + (f" (write [{metrics!r}])" if isinstance(metrics, str) else ""))
 
 
-def check_early_stopping(early_stopping: Any, metrics: tuple[Any, ...], validation: bool) -> None:
-  """The monitored value is one `fit` logs (otherwise the run would stop with an error after its first epoch)."""
+def check_monitor(callback: Any, metrics: tuple[Any, ...], validation: bool) -> None:
+  """An EarlyStopping's or ReduceLROnPlateau's monitored value is one `fit` logs (otherwise the run would stop
+  with an error after its first epoch)."""
   names = ["loss", *(m.name for m in metrics)]
   logged = [*names, *(f"val_{n}" for n in names if validation), "learning_rate", "seconds"]
-  if early_stopping.monitor not in logged:
-    raise JaxnnError(f"EarlyStopping: monitor {early_stopping.monitor!r} is not logged by this fit; available: "
-                     f"{logged}")
+  if callback.monitor not in logged:
+    raise JaxnnError(f"{type(callback).__name__}: monitor {callback.monitor!r} is not logged by this fit; "
+                     f"available: {logged}")
 
 
 def output_shape(model: Any, input_shape: Shape, where: str) -> Shape:

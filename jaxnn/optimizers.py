@@ -363,6 +363,22 @@ def learning_rate_of(opt_state: Any) -> jax.Array | None:
   return found[0][1] if found else None
 
 
+def settable(opt_state: Any, name: str) -> bool:
+  """Whether `name` is a plain hyperparameter of the `inject_hyperparams` states in `opt_state`, one that can
+  be set between steps (`set_hyperparam`); not if it is absent or follows a schedule (a scheduled value sits
+  in `hyperparams` too, but is recomputed from `hyperparams_states` every step)."""
+  found = [getattr(path[-2], "name", None) for path, _ in optax.tree_utils.tree_get_all_with_path(opt_state, name)
+           if len(path) >= 2]
+  return "hyperparams" in found and "hyperparams_states" not in found
+
+
+def set_hyperparam(opt_state: Any, name: str, value: Any) -> Any:
+  """`opt_state` with hyperparameter `name` set to `value` in every `inject_hyperparams` state (check
+  `settable` first)."""
+  in_hyperparams = lambda path, _: len(path) >= 2 and getattr(path[-2], "name", None) == "hyperparams"
+  return optax.tree_utils.tree_set(opt_state, in_hyperparams, **{name: value})
+
+
 def serialize(obj: OptimizerConfig | Schedule | Any) -> str | dict[str, Any]:
   """Readable form for summaries and results.json.
 

@@ -87,14 +87,10 @@ def _seeds(seeds: Any) -> np.ndarray:
 
 def _set_hyperparam(opt_state: PyTree, name: str, value: Array) -> PyTree:
   """Sets `name` in every `inject_hyperparams` state; raises if it is absent or follows a schedule."""
-  found = [getattr(path[-2], "name", None) for path, _ in optax.tree_utils.tree_get_all_with_path(opt_state, name)
-           if len(path) >= 2]
-  # A scheduled value sits in `hyperparams` too, but is recomputed from `hyperparams_states` every step.
-  if "hyperparams" not in found or "hyperparams_states" in found:
+  if not optimizers.settable(opt_state, name):
     raise JaxnnError(f"fit_many: the optimizer holds no {name!r} to set per model (schedules and plain optax "
                      "transformations cannot be swept; pass an optimizer name or an OptimizerConfig)")
-  in_hyperparams = lambda path, _: len(path) >= 2 and getattr(path[-2], "name", None) == "hyperparams"
-  return optax.tree_utils.tree_set(opt_state, in_hyperparams, **{name: value})
+  return optimizers.set_hyperparam(opt_state, name, value)
 
 
 def _optimizer(optimizer: Any, weight_decay: np.ndarray | None) -> Any:

@@ -387,12 +387,66 @@ class EarlyStopping:
       raise JaxnnError(f"EarlyStopping: monitor must be a logged name such as 'val_loss', got {self.monitor!r}")
 
   def better(self, value: float, best: float) -> bool:
-    mode = self.mode
-    if mode == "auto":
-      mode = "min" if self.monitor.endswith("loss") else "max"
-    if mode == "min":
-      return value < best - abs(self.min_delta)
-    return value > best + abs(self.min_delta)
+    return _improves(self.monitor, self.mode, self.min_delta, value, best)
+
+
+def _improves(monitor: str, mode: str, min_delta: float, value: float, best: float) -> bool:
+  """Whether `value` beats `best` by more than `min_delta`, downward for a loss (or mode "min"), upward for
+  anything else (or mode "max"): Keras' rule for "auto"."""
+  if mode == "auto":
+    mode = "min" if monitor.endswith("loss") else "max"
+  if mode == "min":
+    return value < best - abs(min_delta)
+  return value > best + abs(min_delta)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReduceLROnPlateau:
+  """Multiplies the learning rate by `factor` (not below `min_lr`) once `monitor` has not improved by
+  `min_delta` for `patience` epochs, then waits `cooldown` epochs before counting again: Keras' callback, its
+  defaults and its rules. `fit` applies it between epochs (the compiled epoch is not recompiled: the learning
+  rate is a value in the optimizer state), which needs an optimizer given by name or `OptimizerConfig`
+  without a schedule."""
+
+  monitor: str = "val_loss"
+  factor: float = 0.1
+  patience: int = 10
+  mode: str = "auto"
+  min_delta: float = 1e-4
+  cooldown: int = 0
+  min_lr: float = 0.0
+
+  def __post_init__(self):
+    for name in ("patience", "cooldown"):
+      object.__setattr__(self, name, _checks.check_int(getattr(self, name), name, "ReduceLROnPlateau", low=0))
+    if self.mode not in ("auto", "min", "max"):
+      raise JaxnnError(f"ReduceLROnPlateau: mode must be one of ['auto', 'min', 'max'], got {self.mode!r}")
+    if not isinstance(self.monitor, str):
+      raise JaxnnError(f"ReduceLROnPlateau: monitor must be a logged name such as 'val_loss', got {self.monitor!r}")
+    for name, low, high in (("factor", 0.0, 1.0), ("min_lr", 0.0, math.inf), ("min_delta", -math.inf, math.inf)):
+      value = getattr(self, name)
+      ok = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
+      if not ok or not (low <= float(value) < high):
+        raise JaxnnError(f"ReduceLROnPlateau: {name} must be a number in [{low}, {high}), got {value!r}")
+      object.__setattr__(self, name, float(value))
+
+  def update(self, value: float, progress: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """One epoch's monitored value: the new progress {best, wait, cooldown} and whether the rate is due a
+    cut (`fit` then cuts it if above `min_lr` and, if it did, starts the cooldown)."""
+    best, wait, cooldown = progress["best"], progress["wait"], progress["cooldown"]
+    if cooldown > 0:
+      cooldown, wait = cooldown - 1, 0
+    if best is None or _improves(self.monitor, self.mode, self.min_delta, value, best):
+      return {"best": value, "wait": 0, "cooldown": cooldown}, False
+    if cooldown > 0:
+      return {"best": best, "wait": wait, "cooldown": cooldown}, False
+    return {"best": best, "wait": wait + 1, "cooldown": cooldown}, wait + 1 >= self.patience
+
+  def reduced(self, learning_rate: float) -> float | None:
+    """The cut rate, or None when `learning_rate` is already at `min_lr` (compared in float32, as Keras)."""
+    if not learning_rate > np.float32(self.min_lr):
+      return None
+    return max(learning_rate * self.factor, self.min_lr)
 
 
 # --------------------------------------------------------------------------------------------- checks
@@ -427,8 +481,26 @@ def _check_fit_args(epochs: Any, validation_split: Any, validation_data: Any, ev
   if key is not None:
     _checks.check_key(key)
   if early_stopping is not None:
-    _checks.check_early_stopping(early_stopping, metrics, validation_data is not None or bool(validation_split))
+    _checks.check_monitor(early_stopping, metrics, validation_data is not None or bool(validation_split))
   return epochs, eval_batch_size
+
+
+def _check_reduce_lr(reduce_lr: Any, optimizer: Any, params: Any, metrics: tuple[metrics_lib.Metric, ...],
+                     validation: bool) -> None:
+  """A ReduceLROnPlateau watching a logged value, with an optimizer whose learning rate can be set between
+  epochs (checked on the optimizer state's shapes: nothing is computed)."""
+  if not isinstance(reduce_lr, ReduceLROnPlateau):
+    raise JaxnnError(f"fit: reduce_lr must be a jaxnn.ReduceLROnPlateau or None, got {reduce_lr!r}")
+  _checks.check_monitor(reduce_lr, metrics, validation)
+  if isinstance(params, TrainState):
+    opt_state = params.opt_state
+  else:
+    tx = optimizer if isinstance(optimizer, optax.GradientTransformation) else optimizers.get(optimizer)
+    opt_state = jax.eval_shape(tx.init, params)
+  if not optimizers.settable(opt_state, "learning_rate"):
+    raise JaxnnError("fit: reduce_lr needs a learning rate it can set between epochs: pass the optimizer by name "
+                     "or as an OptimizerConfig without a schedule (a schedule or a plain optax transformation "
+                     "holds none)")
 
 
 def _hold_out(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None, validation_split: float,
@@ -493,7 +565,8 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
         epochs: int = 1, batch_size: int = 32, validation_data: tuple[Any, ...] | None = None,
         validation_split: float = 0.0,
         sample_weight: Any = None, class_weight: Any = None, shuffle: bool = True,
-        key: Array | None = None, early_stopping: EarlyStopping | None = None, verbose: int = 1,
+        key: Array | None = None, early_stopping: EarlyStopping | None = None,
+        reduce_lr: ReduceLROnPlateau | None = None, verbose: int = 1,
         eval_batch_size: int = 1024, data_parallel: Any = False,
         checkpoint: checkpoint_lib.Checkpointing | None = None,
         max_bad_steps: int | None = numerics.DEFAULT_MAX_BAD_STEPS) -> tuple[TrainState, History]:
@@ -524,6 +597,7 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
     shuffle: reshuffle the training data every epoch (from the run key and the epoch number).
     key: the run's PRNG key (shuffling, dropout); default `jax.random.key(0)`.
     early_stopping: an `EarlyStopping` config, or None.
+    reduce_lr: a `ReduceLROnPlateau` config, or None: cuts the learning rate between epochs, as Keras' callback.
     verbose: 0 silent, 1 or 2 a line per epoch (time, loss, metrics, val metrics).
     eval_batch_size: batch size for the validation pass.
     data_parallel: True to split each batch over every device JAX sees (params replicated, gradients
@@ -544,6 +618,8 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
   y = _check_xy(model, loss, x, y, "fit", params, metrics)
   epochs, eval_batch_size = _check_fit_args(epochs, validation_split, validation_data, eval_batch_size, key,
                                             early_stopping, metrics)
+  if reduce_lr is not None:
+    _check_reduce_lr(reduce_lr, optimizer, params, metrics, validation_data is not None or bool(validation_split))
   numerics.check_finite(x, "x")
   numerics.check_finite(y, "y")
   if max_bad_steps is not None:
@@ -606,9 +682,11 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
           f"{-(-n // batch_size)} steps/epoch", file=sys.stdout, flush=True)
 
   best, best_params, wait, stop = None, None, 0, False
+  plateau = {"best": None, "wait": 0, "cooldown": 0}  # ReduceLROnPlateau's progress
   if resumed is not None:  # the run so far: its History and early stopping's progress
     history.epoch, history.history = list(resumed.history["epoch"]), dict(resumed.history["history"])
     best, wait, stop = (resumed.meta["early_stopping"][k] for k in ("best", "wait", "stopped"))
+    plateau = resumed.meta.get("reduce_lr", plateau)
     best_params = resumed.best_params
     if verbose:
       print(f"resumed from {resumed.path} at epoch {int(state.epoch)} of {target_epoch}", flush=True)
@@ -648,6 +726,17 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
     history.append(epoch + 1, logs)
     if verbose:
       print(_progress_line(epoch + 1, target_epoch, logs), flush=True)
+    if reduce_lr is not None:
+      plateau, due = reduce_lr.update(logs[reduce_lr.monitor], plateau)
+      rate = optimizers.learning_rate_of(state.opt_state)
+      cut = reduce_lr.reduced(float(rate)) if due else None
+      if cut is not None:  # used from the next epoch on; the compiled epoch takes it as a value
+        state = put(state.replace(opt_state=optimizers.set_hyperparam(
+            state.opt_state, "learning_rate", jnp.asarray(cut, rate.dtype))))
+        plateau = dict(plateau, wait=0, cooldown=reduce_lr.cooldown)
+        if verbose:
+          print(f"epoch {epoch + 1}: ReduceLROnPlateau: {reduce_lr.monitor} did not improve for "
+                f"{reduce_lr.patience} epochs, learning rate cut to {cut:.4g}", flush=True)
     if early_stopping is not None:
       if early_stopping.monitor not in logs:
         raise JaxnnError(f"EarlyStopping: monitor {early_stopping.monitor!r} is not logged; "
@@ -666,7 +755,8 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
     if checkpoint is not None and checkpoint.due(epoch + 1, last=stop or epoch + 1 == target_epoch):
       checkpoint_lib.save(checkpoint.directory, state, keep=checkpoint.keep, best_params=best_params,
                           history={"epoch": history.epoch, "history": [[k, v] for k, v in history.history.items()]},
-                          meta={"fit": fit_settings, "early_stopping": {"best": best, "wait": wait, "stopped": stop}})
+                          meta={"fit": fit_settings, "early_stopping": {"best": best, "wait": wait, "stopped": stop},
+                                "reduce_lr": plateau})
     if stop:
       break
   if best_params is not None:

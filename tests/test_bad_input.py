@@ -11,6 +11,7 @@ import re
 
 import jax
 import numpy as np
+import optax
 import pytest
 
 from jaxnn import checkpoint
@@ -269,6 +270,21 @@ CASES = [
     case(lambda: fit(early_stopping=training.EarlyStopping(monitor="val_accuracy"), metrics=["accuracy"]),
          r"^EarlyStopping: monitor 'val_accuracy' is not logged by this fit; available: \['loss', 'accuracy', "
          r"'learning_rate', 'seconds'\]", id="early-stopping-monitor-not-logged"),
+    case(lambda: training.ReduceLROnPlateau(factor=1.0), r"^ReduceLROnPlateau: factor must be a number in "
+         r"\[0.0, 1.0\), got 1.0", id="reduce-lr-factor-1"),
+    case(lambda: training.ReduceLROnPlateau(cooldown=-1), r"^ReduceLROnPlateau: cooldown must be an int >= 0, "
+         r"got -1", id="reduce-lr-cooldown-negative"),
+    case(lambda: training.ReduceLROnPlateau(min_lr=float("nan")), r"^ReduceLROnPlateau: min_lr must be a number "
+         r"in \[0.0, inf\), got nan", id="reduce-lr-min-lr-nan"),
+    case(lambda: fit(reduce_lr=training.ReduceLROnPlateau()), r"^ReduceLROnPlateau: monitor 'val_loss' is not "
+         r"logged by this fit; available: \['loss', 'learning_rate', 'seconds'\]", id="reduce-lr-monitor"),
+    case(lambda: fit(reduce_lr=training.ReduceLROnPlateau(monitor="loss"), optimizer=optimizers.OptimizerConfig(
+        "sgd", schedule={"name": "cosine_decay", "initial_learning_rate": 0.1, "decay_steps": 10})),
+         r"^fit: reduce_lr needs a learning rate it can set between epochs", id="reduce-lr-with-a-schedule"),
+    case(lambda: fit(reduce_lr=training.ReduceLROnPlateau(monitor="loss"), optimizer=optax.sgd(0.1)),
+         r"^fit: reduce_lr needs a learning rate it can set between epochs", id="reduce-lr-with-plain-optax"),
+    case(lambda: fit(reduce_lr="plateau"), r"^fit: reduce_lr must be a jaxnn.ReduceLROnPlateau or None, got "
+         r"'plateau'", id="reduce-lr-not-a-config"),
     case(lambda: training.EarlyStopping(mode="up"), r"^EarlyStopping: mode must be one of \['auto', 'min', 'max'\]",
          id="early-stopping-mode"),
     # --- model.init, layers, optimizers

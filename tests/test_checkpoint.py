@@ -11,6 +11,7 @@ import pytest
 
 import ckpt_driver
 from jaxnn import checkpoint
+from jaxnn import optimizers
 from jaxnn import training
 from jaxnn.checkpoint import Checkpointing
 from jaxnn.errors import JaxnnError
@@ -77,7 +78,8 @@ def fit(directory=None, *, epochs=ckpt_driver.EPOCHS, resume=False, model=ckpt_d
   params = model.init(jax.random.key(0), X.shape[1:])
   ckpt = None if directory is None else Checkpointing(str(directory), resume=resume, **kwargs.pop("ckpt", {}))
   return training.fit(model, params, X, Y, loss="sparse_categorical_crossentropy",
-                      optimizer=ckpt_driver.OPTIMIZER, epochs=epochs, batch_size=kwargs.pop("batch_size", 16),
+                      optimizer=kwargs.pop("optimizer", ckpt_driver.OPTIMIZER), epochs=epochs,
+                      batch_size=kwargs.pop("batch_size", 16),
                       key=jax.random.key(100), verbose=0, checkpoint=ckpt, **kwargs)
 
 
@@ -155,6 +157,22 @@ def test_early_stopping_resumes_its_progress(tmp_path, monkeypatch):
   assert ckpt_driver.state_bytes(resumed) == ckpt_driver.state_bytes(state)  # best weights restored alike
   again, again_history = fit(tmp_path, early_stopping=stopper, epochs=6, resume=True)  # stopped: stays stopped
   assert again_history.epoch == history.epoch and ckpt_driver.state_bytes(again) == ckpt_driver.state_bytes(state)
+
+
+def test_reduce_lr_on_plateau_resumes_its_progress_and_rate(tmp_path, monkeypatch):
+  """Interrupted after epoch 3, between two cuts: the resumed run cuts at the same epochs and ends in the same
+  bits as the straight run."""
+  plateau = training.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=1, min_delta=10.0, cooldown=2)
+  adam = optimizers.OptimizerConfig("adam", learning_rate=0.01)  # no schedule: a rate that can be set
+  state, history = fit(reduce_lr=plateau, optimizer=adam, epochs=7)
+  assert len(set(history["learning_rate"])) >= 3  # cut twice or more
+  with monkeypatch.context() as m:
+    interrupt_after_save(m, 3)
+    with pytest.raises(Interrupted):
+      fit(tmp_path, reduce_lr=plateau, optimizer=adam, epochs=7)
+  resumed, resumed_history = fit(tmp_path, reduce_lr=plateau, optimizer=adam, epochs=7, resume=True)
+  assert resumed_history["learning_rate"] == history["learning_rate"]
+  assert ckpt_driver.state_bytes(resumed) == ckpt_driver.state_bytes(state)
 
 
 @pytest.mark.parametrize("damage", ["truncated", "zeroed", "flipped", "empty"])

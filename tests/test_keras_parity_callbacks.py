@@ -52,3 +52,23 @@ def test_early_stopping_cases_stop_at_different_epochs():
   lengths = {len(_fit_both(12, keras.callbacks.EarlyStopping(monitor=m, patience=p, min_delta=d))[0]["loss"])
              for p in (0, 3) for m, d in (("loss", 1e9), ("val_loss", 1e-2))}
   assert len(lengths) >= 3
+
+
+PLATEAU_CASES = {  # Keras' arguments, the same for jaxnn's ReduceLROnPlateau
+    "val_loss-patience-1": dict(monitor="val_loss", factor=0.5, patience=1, min_delta=1e-2),
+    "cooldown-and-min-lr": dict(monitor="val_loss", factor=0.5, patience=1, min_delta=1e9, cooldown=2, min_lr=0.05),
+    "loss-patience-2": dict(monitor="loss", factor=0.2, patience=2, min_delta=3e-2),
+    "val_accuracy-max": dict(monitor="val_accuracy", factor=0.3, patience=1, mode="max"),
+}
+
+
+@pytest.mark.parametrize("case", list(PLATEAU_CASES))
+def test_reduce_lr_on_plateau_cuts_the_rate_at_keras_epochs(case):
+  kwargs = PLATEAU_CASES[case]
+  want, got = _fit_both(10, keras.callbacks.ReduceLROnPlateau(**kwargs),
+                        reduce_lr=jaxnn.ReduceLROnPlateau(**kwargs))
+  # Keras logs the rate each epoch ran with; so does jaxnn.
+  np.testing.assert_allclose(got["learning_rate"], want["learning_rate"], rtol=1e-6)
+  assert len(set(np.round(want["learning_rate"], 8))) >= 2  # the rate was cut
+  for name in ("loss", "val_loss", "val_accuracy"):
+    np.testing.assert_allclose(got[name], want[name], rtol=RTOL, atol=ATOL, err_msg=name)
