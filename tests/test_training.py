@@ -98,6 +98,12 @@ def test_epoch_is_compiled_once_per_model_and_batch_size(traces):
   assert traces_of(epochs=2, batch_size=10) == 0  # same model, shapes and optimizer: the program is reused
   assert traces_of(epochs=1, batch_size=16) == first  # a new batch size is a new program
   assert traces_of(epochs=1, batch_size=16, optimizer="sgd") == first  # so is another optimizer
+  # ReduceLROnPlateau's cuts are values in the optimizer state: no new trace when the rate changes.
+  plateau = training.ReduceLROnPlateau(monitor="loss", patience=1, min_delta=10.0, factor=0.5)
+  assert traces_of(epochs=5, batch_size=16, optimizer="sgd", reduce_lr=plateau) == 0
+  _, history = training.fit(model, params, x, y, loss="sparse_categorical_crossentropy", verbose=0, epochs=5,
+                            batch_size=16, optimizer="sgd", reduce_lr=plateau)
+  assert len(set(history["learning_rate"])) == 4 and traces == []
 
 
 def test_jit_and_no_jit_agree():
