@@ -218,8 +218,43 @@ class WeightPenalties:
                for prefix in self._WEIGHTS.values())
 
 
+class LowRankAdaptation:
+  """LoRA on one weight, `_LORA_WEIGHT`, for layer configs with `lora_rank` and `lora_alpha` fields: with a
+  rank, the weight is frozen (no gradient is even computed) and `weight + (lora_alpha / lora_rank) * lora_a @
+  lora_b` is used in its place (`lora_alpha` defaulting to the rank), and the weight's regularizer penalizes
+  the trainable factors, as in Keras. Mix in before `WeightPenalties`."""
+
+  _LORA_WEIGHT: ClassVar[str] = "kernel"
+
+  def _check_lora(self, kind: str, where: str) -> None:
+    """lora_rank a positive int (kept as a Python int), and the weight's constraint refused beside it."""
+    if self.lora_rank is None:  # type: ignore[attr-defined]
+      return
+    object.__setattr__(self, "lora_rank", _positive_int(kind, "lora_rank", self.lora_rank))  # type: ignore
+    field = f"{self._LORA_WEIGHT}_constraint"
+    if getattr(self, field) is not None:
+      raise JaxnnError(f"{where}: {field} cannot be combined with lora_rank (the base weight is frozen and the LoRA "
+                       f"factors are not constrained; Keras refuses it too), got {field}={getattr(self, field)!r}")
+
+  def merged(self, params: Params) -> Array:
+    """The effective weight: the base, plus the scaled LoRA update when enabled."""
+    rank, alpha = self.lora_rank, self.lora_alpha  # type: ignore[attr-defined]
+    if rank is None:
+      return params[self._LORA_WEIGHT]
+    base = jax.lax.stop_gradient(params[self._LORA_WEIGHT])
+    return base + ((rank if alpha is None else alpha) / rank) * (params["lora_a"] @ params["lora_b"])
+
+  def penalized(self, params: Params, name: str) -> list[Array]:
+    if name == self._LORA_WEIGHT and self.lora_rank is not None:  # type: ignore[attr-defined]
+      return [params["lora_a"], params["lora_b"]]
+    return [params[name]]
+
+  def trainable(self, params: Params) -> dict[str, bool]:
+    return {k: not (k == self._LORA_WEIGHT and self.lora_rank is not None) for k in params}  # type: ignore
+
+
 @dataclasses.dataclass(frozen=True)
-class Dense(WeightPenalties, Layer):
+class Dense(LowRankAdaptation, WeightPenalties, Layer):
   """Densely connected layer: `activation(x @ kernel + bias)`, Keras arguments.
 
   With `lora_rank`, the base kernel is frozen and a trainable low-rank update is learned:
@@ -246,12 +281,7 @@ class Dense(WeightPenalties, Layer):
 
   def __post_init__(self):
     object.__setattr__(self, "units", _positive_int("Dense", "units", self.units))
-    if self.lora_rank is not None:
-      object.__setattr__(self, "lora_rank", _positive_int("Dense", "lora_rank", self.lora_rank))
-      if self.kernel_constraint is not None:
-        raise JaxnnError(f"Dense({self.units}): kernel_constraint cannot be combined with lora_rank (the base "
-                         f"kernel is frozen and the LoRA factors are not constrained; Keras refuses it too), got "
-                         f"kernel_constraint={self.kernel_constraint!r}")
+    self._check_lora("Dense", f"Dense({self.units})")
     check_names(self)
 
   def output_shape(self, input_shape: Shape) -> Shape:
@@ -273,11 +303,7 @@ class Dense(WeightPenalties, Layer):
 
   def kernel(self, params: Params) -> Array:
     """The effective kernel (base plus the scaled LoRA update when enabled)."""
-    if self.lora_rank is None:
-      return params["kernel"]
-    alpha = self.lora_rank if self.lora_alpha is None else self.lora_alpha
-    base = jax.lax.stop_gradient(params["kernel"])  # frozen: no gradient is even computed
-    return base + (alpha / self.lora_rank) * (params["lora_a"] @ params["lora_b"])
+    return self.merged(params)
 
   def apply(self, params, x, *, training=False, key=None):
     del training, key
@@ -289,14 +315,6 @@ class Dense(WeightPenalties, Layer):
     if self.use_bias:
       y = y + params["bias"]
     return activations.get(self.activation)(y)
-
-  def penalized(self, params, name):
-    if name == "kernel" and self.lora_rank is not None:
-      return [params["lora_a"], params["lora_b"]]
-    return [params[name]]
-
-  def trainable(self, params):
-    return {k: not (k == "kernel" and self.lora_rank is not None) for k in params}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -357,7 +375,7 @@ class Activation(Layer):
 
 # ------------------------------------------------------------------------------------------ sequences
 @dataclasses.dataclass(frozen=True)
-class Embedding(WeightPenalties, Layer):
+class Embedding(LowRankAdaptation, WeightPenalties, Layer):
   """Integer ids -> dense vectors: row `id` of a trainable (input_dim, output_dim) table, Keras arguments.
 
   Inputs are ids in [0, input_dim), per example of shape (T,) (or any shape: the output appends an axis of
@@ -385,6 +403,7 @@ class Embedding(WeightPenalties, Layer):
   lora_alpha: float | None = None
 
   _WEIGHTS: ClassVar[Mapping[str, str]] = {"embeddings": "embeddings"}
+  _LORA_WEIGHT: ClassVar[str] = "embeddings"
 
   def __post_init__(self):
     object.__setattr__(self, "input_dim", _positive_int("Embedding", "input_dim", self.input_dim))
@@ -397,12 +416,7 @@ class Embedding(WeightPenalties, Layer):
     if self.mask_zero and self.input_dim < 2:
       raise JaxnnError(f"{self._where}: mask_zero=True makes id 0 padding, so input_dim must count at least one "
                        f"real id besides it (>= 2), got {self.input_dim}")
-    if self.lora_rank is not None:
-      object.__setattr__(self, "lora_rank", _positive_int("Embedding", "lora_rank", self.lora_rank))
-      if self.embeddings_constraint is not None:
-        raise JaxnnError(f"{self._where}: embeddings_constraint cannot be combined with lora_rank (the table is "
-                         f"frozen and the LoRA factors are not constrained; Keras refuses it too), got "
-                         f"embeddings_constraint={self.embeddings_constraint!r}")
+    self._check_lora("Embedding", self._where)
     check_names(self)
 
   @property
@@ -423,19 +437,7 @@ class Embedding(WeightPenalties, Layer):
 
   def embeddings(self, params: Params) -> Array:
     """The effective table (the base plus the scaled LoRA update when enabled)."""
-    if self.lora_rank is None:
-      return params["embeddings"]
-    alpha = self.lora_rank if self.lora_alpha is None else self.lora_alpha
-    base = jax.lax.stop_gradient(params["embeddings"])  # frozen: no gradient is even computed
-    return base + (alpha / self.lora_rank) * (params["lora_a"] @ params["lora_b"])
-
-  def penalized(self, params, name):
-    if name == "embeddings" and self.lora_rank is not None:
-      return [params["lora_a"], params["lora_b"]]
-    return [params[name]]
-
-  def trainable(self, params):
-    return {k: not (k == "embeddings" and self.lora_rank is not None) for k in params}
+    return self.merged(params)
 
   @staticmethod
   def _ids(x: Array) -> Array:

@@ -36,6 +36,9 @@ X = RNG.normal(size=(N, 5)).astype(np.float32)
 Y = (np.arange(N) % 3).astype(np.int32)
 ONE_HOT = np.eye(3, dtype=np.float32)[Y]
 SPARSE = "sparse_categorical_crossentropy"
+# Built here, not in a case: a schedule's argument checks evaluate it once (small compiles of their own).
+SCHEDULED = optimizers.OptimizerConfig("sgd", schedule={"name": "cosine_decay", "initial_learning_rate": 0.1,
+                                                        "decay_steps": 10})
 
 MODEL = Sequential([Dense(3, activation="softmax")], name="softmax_regression")
 PARAMS = MODEL.init(KEY, (5,))
@@ -278,8 +281,7 @@ CASES = [
          r"in \[0.0, inf\), got nan", id="reduce-lr-min-lr-nan"),
     case(lambda: fit(reduce_lr=training.ReduceLROnPlateau()), r"^ReduceLROnPlateau: monitor 'val_loss' is not "
          r"logged by this fit; available: \['loss', 'learning_rate', 'seconds'\]", id="reduce-lr-monitor"),
-    case(lambda: fit(reduce_lr=training.ReduceLROnPlateau(monitor="loss"), optimizer=optimizers.OptimizerConfig(
-        "sgd", schedule={"name": "cosine_decay", "initial_learning_rate": 0.1, "decay_steps": 10})),
+    case(lambda: fit(reduce_lr=training.ReduceLROnPlateau(monitor="loss"), optimizer=SCHEDULED),
          r"^fit: reduce_lr needs a learning rate it can set between epochs", id="reduce-lr-with-a-schedule"),
     case(lambda: fit(reduce_lr=training.ReduceLROnPlateau(monitor="loss"), optimizer=optax.sgd(0.1)),
          r"^fit: reduce_lr needs a learning rate it can set between epochs", id="reduce-lr-with-plain-optax"),
