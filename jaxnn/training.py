@@ -371,16 +371,29 @@ class History:
 @dataclasses.dataclass(frozen=True)
 class EarlyStopping:
   """Stops `fit` when `monitor` has not improved by `min_delta` for `patience` epochs (Keras semantics: with
-  patience p >= 1 the run stops after p epochs without improvement, with 0 after the first such epoch)."""
+  patience p >= 1 the run stops after p epochs without improvement, with 0 after the first such epoch).
+
+  As in Keras, `baseline` (a value to beat) keeps counting epochs as not improving until the best one beats it,
+  and `start_from_epoch` leaves the first epochs out (a warm-up: 0-based epoch numbers below it are ignored).
+  """
 
   monitor: str = "val_loss"
   patience: int = 0
   min_delta: float = 0.0
   mode: str = "auto"
   restore_best_weights: bool = False
+  baseline: float | None = None
+  start_from_epoch: int = 0
 
   def __post_init__(self):
     object.__setattr__(self, "patience", _checks.check_int(self.patience, "patience", "EarlyStopping", low=0))
+    object.__setattr__(self, "start_from_epoch", _checks.check_int(self.start_from_epoch, "start_from_epoch",
+                                                                    "EarlyStopping", low=0))
+    if self.baseline is not None:
+      ok = isinstance(self.baseline, (int, float, np.floating, np.integer)) and not isinstance(self.baseline, bool)
+      if not ok or not math.isfinite(float(self.baseline)):
+        raise JaxnnError(f"EarlyStopping: baseline must be a finite number or None, got {self.baseline!r}")
+      object.__setattr__(self, "baseline", float(self.baseline))
     if self.mode not in ("auto", "min", "max"):
       raise JaxnnError(f"EarlyStopping: mode must be one of ['auto', 'min', 'max'], got {self.mode!r}")
     if not isinstance(self.monitor, str):
@@ -741,13 +754,16 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
       if early_stopping.monitor not in logs:
         raise JaxnnError(f"EarlyStopping: monitor {early_stopping.monitor!r} is not logged; "
                          f"available: {sorted(logs)}")
+    if early_stopping is not None and epoch >= early_stopping.start_from_epoch:
       value = logs[early_stopping.monitor]
+      wait += 1  # epochs without improvement (or, with a baseline, not beating it); Keras stops at the patience
       if best is None or early_stopping.better(value, best):
-        best, wait = value, 0
+        best = value
+        if early_stopping.baseline is None or early_stopping.better(value, early_stopping.baseline):
+          wait = 0
         if early_stopping.restore_best_weights:
           best_params = state.params
       else:
-        wait += 1  # epochs without improvement; Keras stops once they reach the patience
         stop = wait >= early_stopping.patience
         if stop and verbose:
           print(f"early stopping at epoch {epoch + 1}: {early_stopping.monitor} did not improve for "

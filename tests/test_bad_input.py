@@ -287,6 +287,10 @@ CASES = [
          r"^fit: reduce_lr needs a learning rate it can set between epochs", id="reduce-lr-with-plain-optax"),
     case(lambda: fit(reduce_lr="plateau"), r"^fit: reduce_lr must be a jaxnn.ReduceLROnPlateau or None, got "
          r"'plateau'", id="reduce-lr-not-a-config"),
+    case(lambda: training.EarlyStopping(baseline=float("inf")), r"^EarlyStopping: baseline must be a finite number "
+         r"or None, got inf", id="early-stopping-baseline-inf"),
+    case(lambda: training.EarlyStopping(start_from_epoch=-2), r"^EarlyStopping: start_from_epoch must be an int "
+         r">= 0, got -2", id="early-stopping-start-negative"),
     case(lambda: training.EarlyStopping(mode="up"), r"^EarlyStopping: mode must be one of \['auto', 'min', 'max'\]",
          id="early-stopping-mode"),
     # --- model.init, layers, optimizers

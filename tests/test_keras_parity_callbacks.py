@@ -47,6 +47,31 @@ def test_early_stopping_stops_at_keras_epoch(patience, monitor, min_delta):
   np.testing.assert_allclose(got["val_loss"], want["val_loss"], rtol=RTOL, atol=ATOL)
 
 
+EXTRA_CASES = {  # Keras' arguments beyond patience
+    "baseline-not-beaten": dict(monitor="val_loss", patience=2, baseline=0.05),
+    "baseline-beaten": dict(monitor="val_loss", patience=1, min_delta=1e-2, baseline=2.0),
+    "baseline-accuracy": dict(monitor="val_accuracy", patience=1, baseline=0.99),
+    "start-from-epoch": dict(monitor="loss", patience=1, min_delta=1e9, start_from_epoch=3),
+    "restore-best-weights": dict(monitor="val_loss", patience=2, min_delta=2e-2, restore_best_weights=True),
+}
+
+
+@pytest.mark.parametrize("case", list(EXTRA_CASES))
+def test_early_stopping_baseline_start_and_restore_match_keras(case):
+  kwargs = EXTRA_CASES[case]
+  theirs = keras.Sequential([keras.Input((D,)), keras.layers.Dense(C, activation="softmax")])
+  theirs.set_weights([KERNEL, BIAS])
+  theirs.compile(loss=LOSS, metrics=["accuracy"], optimizer=keras.optimizers.SGD(LR))
+  want = theirs.fit(X, Y, batch_size=BATCH, epochs=12, shuffle=False, verbose=0, validation_data=(X[:16], Y[:16]),
+                    callbacks=[keras.callbacks.EarlyStopping(**kwargs)]).history
+  state, got = jaxnn.fit(OURS, PARAMS, X, Y, loss=LOSS, metrics=["accuracy"], batch_size=BATCH, epochs=12,
+                         optimizer=jaxnn.OptimizerConfig("sgd", learning_rate=LR), shuffle=False, verbose=0,
+                         validation_data=(X[:16], Y[:16]), early_stopping=jaxnn.EarlyStopping(**kwargs))
+  assert len(got["loss"]) == len(want["loss"])
+  np.testing.assert_allclose(got["val_loss"], want["val_loss"], rtol=RTOL, atol=ATOL)
+  np.testing.assert_allclose(state.params["dense_0"]["kernel"], theirs.get_weights()[0], rtol=1e-4, atol=1e-5)
+
+
 def test_early_stopping_cases_stop_at_different_epochs():
   """The cases above are not all one trivial run: the stopping epoch moves with patience and monitor."""
   lengths = {len(_fit_both(12, keras.callbacks.EarlyStopping(monitor=m, patience=p, min_delta=d))[0]["loss"])
