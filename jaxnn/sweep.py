@@ -223,7 +223,7 @@ def fit_many(model: Sequential, x: Any, y: Any, *, loss: Any, seeds: int | Seque
     raise JaxnnError(f"fit_many: dropout_rate is set but {model.name} has no Dropout layer")
 
   tx = _optimizer(optimizer, given.get("weight_decay"))
-  tx = tx if isinstance(tx, optax.GradientTransformation) else optimizers.get(tx)
+  tx = optimizers.get(tx)  # an optax transformation comes back as is
   opt_values = {k: jnp.asarray(given[k], jnp.float32) for k in ("learning_rate", "weight_decay") if k in given}
   hparams = {k: jnp.asarray(given[k], jnp.float32) for k in ("l2", "dropout_rate") if k in given}
   if data_seed is not None:

@@ -72,7 +72,7 @@ def create_train_state(model: Sequential, params: PyTree, optimizer: Any = "adam
     key: the run's PRNG key (shuffling and dropout are derived from it); defaults to `jax.random.key(0)`.
     model_state: the model's non-trained state from `model.init_state(input_shape)`; default {}.
   """
-  tx = optimizer if isinstance(optimizer, optax.GradientTransformation) else optimizers.get(optimizer)
+  tx = optimizers.get(optimizer)  # an optax transformation comes back as is
   mask = model.trainable_mask(params)
   if not all(jax.tree_util.tree_leaves(mask)):
     labels = jax.tree_util.tree_map(lambda trainable: "trainable" if trainable else "frozen", mask)
@@ -390,17 +390,26 @@ class EarlyStopping:
     object.__setattr__(self, "start_from_epoch", _checks.check_int(self.start_from_epoch, "start_from_epoch",
                                                                     "EarlyStopping", low=0))
     if self.baseline is not None:
-      ok = isinstance(self.baseline, (int, float, np.floating, np.integer)) and not isinstance(self.baseline, bool)
-      if not ok or not math.isfinite(float(self.baseline)):
+      if not _is_number(self.baseline) or not math.isfinite(float(self.baseline)):
         raise JaxnnError(f"EarlyStopping: baseline must be a finite number or None, got {self.baseline!r}")
       object.__setattr__(self, "baseline", float(self.baseline))
-    if self.mode not in ("auto", "min", "max"):
-      raise JaxnnError(f"EarlyStopping: mode must be one of ['auto', 'min', 'max'], got {self.mode!r}")
-    if not isinstance(self.monitor, str):
-      raise JaxnnError(f"EarlyStopping: monitor must be a logged name such as 'val_loss', got {self.monitor!r}")
+    _check_watched(self)
 
   def better(self, value: float, best: float) -> bool:
     return _improves(self.monitor, self.mode, self.min_delta, value, best)
+
+
+def _is_number(value: Any) -> bool:
+  return isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
+
+
+def _check_watched(callback: Any) -> None:
+  """An EarlyStopping's or ReduceLROnPlateau's `mode` and `monitor` (whether `fit` logs it: `_checks.check_monitor`)."""
+  what = type(callback).__name__
+  if callback.mode not in ("auto", "min", "max"):
+    raise JaxnnError(f"{what}: mode must be one of ['auto', 'min', 'max'], got {callback.mode!r}")
+  if not isinstance(callback.monitor, str):
+    raise JaxnnError(f"{what}: monitor must be a logged name such as 'val_loss', got {callback.monitor!r}")
 
 
 def _improves(monitor: str, mode: str, min_delta: float, value: float, best: float) -> bool:
@@ -432,14 +441,10 @@ class ReduceLROnPlateau:
   def __post_init__(self):
     for name in ("patience", "cooldown"):
       object.__setattr__(self, name, _checks.check_int(getattr(self, name), name, "ReduceLROnPlateau", low=0))
-    if self.mode not in ("auto", "min", "max"):
-      raise JaxnnError(f"ReduceLROnPlateau: mode must be one of ['auto', 'min', 'max'], got {self.mode!r}")
-    if not isinstance(self.monitor, str):
-      raise JaxnnError(f"ReduceLROnPlateau: monitor must be a logged name such as 'val_loss', got {self.monitor!r}")
+    _check_watched(self)
     for name, low, high in (("factor", 0.0, 1.0), ("min_lr", 0.0, math.inf), ("min_delta", -math.inf, math.inf)):
       value = getattr(self, name)
-      ok = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
-      if not ok or not (low <= float(value) < high):
+      if not _is_number(value) or not low <= float(value) < high:
         raise JaxnnError(f"ReduceLROnPlateau: {name} must be a number in [{low}, {high}), got {value!r}")
       object.__setattr__(self, name, float(value))
 
@@ -508,8 +513,7 @@ def _check_reduce_lr(reduce_lr: Any, optimizer: Any, params: Any, metrics: tuple
   if isinstance(params, TrainState):
     opt_state = params.opt_state
   else:
-    tx = optimizer if isinstance(optimizer, optax.GradientTransformation) else optimizers.get(optimizer)
-    opt_state = jax.eval_shape(tx.init, params)
+    opt_state = jax.eval_shape(optimizers.get(optimizer).init, params)
   if not optimizers.settable(opt_state, "learning_rate"):
     raise JaxnnError("fit: reduce_lr needs a learning rate it can set between epochs: pass the optimizer by name "
                      "or as an OptimizerConfig without a schedule (a schedule or a plain optax transformation "
@@ -644,7 +648,7 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
   n = len(x)
   batch_size = _checks.check_batch_size(batch_size, n, "fit")
   if weights is None:
-    weights = _sample_weights(model, x, None, "fit")
+    weights = _checks.sample_weights(None, n)  # ones
   if class_weight is not None:
     out_shape = model.output_shapes(x.shape[1:])[-1]
     if len(out_shape) > 1:
@@ -741,11 +745,10 @@ def fit(model: Sequential, params: PyTree | TrainState, x: Any, y: Any, *, loss:
       print(_progress_line(epoch + 1, target_epoch, logs), flush=True)
     if reduce_lr is not None:
       plateau, due = reduce_lr.update(logs[reduce_lr.monitor], plateau)
-      rate = optimizers.learning_rate_of(state.opt_state)
-      cut = reduce_lr.reduced(float(rate)) if due else None
+      cut = reduce_lr.reduced(logs["learning_rate"]) if due else None  # lr: the rate read above for the logs
       if cut is not None:  # used from the next epoch on; the compiled epoch takes it as a value
         state = put(state.replace(opt_state=optimizers.set_hyperparam(
-            state.opt_state, "learning_rate", jnp.asarray(cut, rate.dtype))))
+            state.opt_state, "learning_rate", jnp.asarray(cut, lr.dtype))))
         plateau = dict(plateau, wait=0, cooldown=reduce_lr.cooldown)
         if verbose:
           print(f"epoch {epoch + 1}: ReduceLROnPlateau: {reduce_lr.monitor} did not improve for "
